@@ -1,0 +1,167 @@
+"""Command line of the segment exporter: run exports locally, validate definitions, demo, sandbox.
+
+    python cli.py run --config exports.json --export NAME [--report report.json]
+    python cli.py validate --config exports.json
+    python cli.py publish --config exports.json      store the definitions in the exports container
+    python cli.py sandbox [--write-config DIR]       the four vendor stand-ins, until Ctrl-C
+    python cli.py demo [--profiles N]                the whole product on this machine (make demo)
+
+Settings come from the environment, completed by `local.settings.json` (its "Values", as
+Functions Core Tools reads them) when that file exists: AzureWebJobsStorage, KEY_VAULT_URL
+or LOCAL_SECRETS_FILE, ALLOW_LOCAL_ENDPOINTS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+
+
+def load_local_settings(path: Path = ROOT / "local.settings.json") -> None:
+    """Export local.settings.json's Values to the environment, never overriding what is set."""
+    if not path.exists():
+        return
+    values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
+    for key, value in values.items():
+        os.environ.setdefault(key, str(value))
+
+
+def _definitions(path: str) -> tuple[dict[str, Any], Any]:
+    from destinations import SPECS
+    from shared.config import parse_definitions
+    from shared.settings import AppSettings
+
+    document = json.loads(Path(path).read_text(encoding="utf-8"))
+    allow_local = AppSettings.from_env().allow_local_endpoints
+    return document, parse_definitions(document, SPECS, allow_local=allow_local)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from shared.config import DefinitionError
+
+    try:
+        _, definitions = _definitions(args.config)
+    except DefinitionError as error:
+        print(f"{args.config}: {len(error.problems)} problem(s):", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    for connection in definitions.connections.values():
+        if connection.consent is None:
+            print(f'warning: connection "{connection.name}" has no recorded privacy consent; '
+                  "its exports cannot run until it has")
+    print(f"{args.config}: valid ({len(definitions.connections)} connection(s), {len(definitions.exports)} export(s))")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runner.console import Progress, summary_table
+    from runner.runs import run_export
+    from shared.config import DefinitionError
+
+    try:
+        document, definitions = _definitions(args.config)
+        export = definitions.export(args.export)
+    except DefinitionError as error:
+        print(f"{args.config} is invalid:\n" + "\n".join(f"  - {p}" for p in error.problems), file=sys.stderr)
+        return 2
+    except KeyError as error:
+        print(error.args[0], file=sys.stderr)
+        return 2
+    connection = definitions.connections[export.connection]
+    progress = Progress()
+    started = time.monotonic()
+    report = run_export(dict(export.document), dict(connection.document), on_activity=progress.track(export.name))
+    progress.close()
+    print(summary_table([report]))
+    print(f"\nrun {report['run_id']}: {report['status']} in {time.monotonic() - started:.1f}s; "
+          f"report in export-runs/{report['export']}/{report['run_id']}/report.json")
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return 0 if report["status"] == "succeeded" else 1
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from destinations import SPECS
+    from shared.engine import Services
+
+    document, _ = _definitions(args.config)
+    services = Services.current()
+    services.storage.ensure_containers()
+    store = services.storage.definitions(SPECS, services.settings.allow_local_endpoints)
+    for connection in document.get("connections", []):
+        store.put_connection(connection)
+    for export in document.get("exports", []):
+        store.put_export(export)
+    print(f"stored {len(document.get('connections', []))} connection(s) and {len(document.get('exports', []))} "
+          "export(s) in the exports container")
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from sandbox.bundle import Sandbox
+
+    with Sandbox(rate_limited=not args.unthrottled) as sandbox:
+        for name, stand_in in sandbox.stand_ins.items():
+            print(f"{name:<17} {stand_in.url}")
+        if args.write_config:
+            folder = Path(args.write_config)
+            folder.mkdir(parents=True, exist_ok=True)
+            sandbox.write_secrets(str(folder / "local.secrets.json"))
+            (folder / "connections.json").write_text(
+                json.dumps({"connections": sandbox.connections(), "exports": []}, indent=2), encoding="utf-8")
+            print(f"wrote {folder}/connections.json and {folder}/local.secrets.json "
+                  "(set LOCAL_SECRETS_FILE and ALLOW_LOCAL_ENDPOINTS=true to use them)")
+        print("stand-ins running; Ctrl-C stops them")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from runner.demo import main
+
+    return main(args.profiles)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="cli.py", description=__doc__.split("\n\n")[0])
+    commands = top.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run one export now, on this machine")
+    run.add_argument("--config", required=True, help="definitions file: {connections: [...], exports: [...]}")
+    run.add_argument("--export", required=True, help="name of the export to run")
+    run.add_argument("--report", help="also write the run report to this file")
+    run.set_defaults(handler=cmd_run)
+    validate = commands.add_parser("validate", help="check a definitions file and list every problem")
+    validate.add_argument("--config", required=True)
+    validate.set_defaults(handler=cmd_validate)
+    publish = commands.add_parser("publish", help="validate and store definitions in the exports container")
+    publish.add_argument("--config", required=True)
+    publish.set_defaults(handler=cmd_publish)
+    sandbox = commands.add_parser("sandbox", help="serve the four vendor stand-ins until Ctrl-C")
+    sandbox.add_argument("--write-config", metavar="DIR", help="write connections and local secrets for them")
+    sandbox.add_argument("--unthrottled", action="store_true", help="do not enforce the vendors' rate limits")
+    sandbox.set_defaults(handler=cmd_sandbox)
+    demo = commands.add_parser("demo", help="generate a segment and export it to all four stand-ins")
+    demo.add_argument("--profiles", type=int, default=50_000)
+    demo.set_defaults(handler=cmd_demo)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    load_local_settings()
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The shape every destination module has, and the errors they raise.
+
+A destination module declares a `SPEC` (its settings, export target, credentials, limits:
+what `shared.config` validates) and a `Destination` subclass with three parts:
+
+- `identify(value)`: the row's identifier (email or customer id) as the vendor keys it;
+  also the key for deduplication. Raises `RowRejected` for an invalid one.
+- `item(key, fields)`: the vendor's JSON for one profile. Raises `RowRejected` for a row
+  the vendor would refuse (a field too long, an invalid optional email).
+- `send(items)`: one request's worth (a *batch*); returns the vendor's per-item refusals
+  as {index: reason}. Raises a `DestinationError` when the batch as a whole fails.
+
+All HTTP goes through `self.http` (`shared.http.HttpClient`): retries, backoff, pacing
+and throttle windows are never written in a destination. The error tree::
+
+    DestinationError          the destination stops; its other rows are reported "not sent"
+    ├── RetriableError        still failing after the retry policy (429, 5xx, network)
+    ├── AuthError             401 after one refresh of the credentials, where possible
+    └── FatalError            400/403/404 for a whole batch, an unusable answer
+
+    RowRejected               one row refused (by the vendor or by our checks): recorded, batch goes on
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import requests
+
+from shared.config import Connection, DestinationSpec, Export
+from shared.http import AuthError, Credentials, DestinationError, FatalError, HttpClient, RetriableError, vendor_message
+
+__all__ = [
+    "AuthError",
+    "Destination",
+    "DestinationError",
+    "FatalError",
+    "RetriableError",
+    "RowRejected",
+]
+
+
+class RowRejected(Exception):
+    """One row is refused; `reason` is short and fixed-form so reports can group by it."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Destination(ABC):
+    """One export's destination for one chunk: built per activity, used by one thread."""
+
+    SPEC: ClassVar[DestinationSpec]
+
+    def __init__(self, connection: Connection, export: Export, credentials: Credentials,
+                 http: HttpClient, columns: Mapping[str, int]):
+        self.connection = connection
+        self.export = export
+        self.settings = connection.settings
+        self.target = export.target
+        self.credentials = credentials
+        self.http = http
+        self.columns = columns  # role ("email", "customer_id", "attribute:<key>") -> field index
+        self.attribute_columns = {role.partition(":")[2]: index for role, index in columns.items()
+                                  if role.startswith("attribute:")}
+
+    @property
+    def batch_size(self) -> int:
+        return self.settings["batch_size"]
+
+    @staticmethod
+    @abstractmethod
+    def identify(value: str) -> str:
+        """The key of a row from its (non-empty) identifier; RowRejected if it is invalid."""
+
+    @abstractmethod
+    def item(self, key: str, fields: Sequence[str]) -> Any:
+        """The vendor's representation of one profile; RowRejected if it would be refused."""
+
+    @abstractmethod
+    def send(self, items: list[Any]) -> dict[int, str]:
+        """Deliver one batch; return {index in items: vendor's reason} for refused items."""
+
+    @classmethod
+    def credentials_problem(cls, credentials: Mapping[str, Any]) -> str | None:
+        """What the credentials secret lacks, or None. Names fields, never values."""
+        missing = [name for name in cls.SPEC.secret_fields if not credentials.get(name)]
+        return f"lacks the field(s) {', '.join(missing)}" if missing else None
+
+    @staticmethod
+    def describe(response: requests.Response) -> str:
+        """The vendor's own error message in a refusal (for the report; never a credential)."""
+        return vendor_message(response, "message")
+
+    @classmethod
+    def warnings(cls, delivered: int) -> list[str]:
+        """Advice for the run report once the destination is done (e.g. audience too small)."""
+        return []
+
+    def attributes(self, fields: Sequence[str]) -> dict[str, str]:
+        """The mapped attributes of a row that have a value (empty cells are left out)."""
+        values = {}
+        for key, index in self.attribute_columns.items():
+            value = fields[index].strip()
+            if value:
+                values[key] = value
+        return values

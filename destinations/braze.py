@@ -1,0 +1,108 @@
+"""Braze: users upserted with `/users/track`, segment membership written as a custom attribute.
+
+Braze segments are filter-based; there is no add-to-segment call. Each profile becomes a
+user keyed by `external_id` (the export's customer id column) with `email`, the mapped
+attributes, and the membership attribute set to true; the Braze segment filters on it.
+Up to 75 users per request; per-user refusals come back in `errors[]` by index while
+the rest of the batch is applied.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import requests
+
+from shared.config import DestinationSpec, Setting
+from shared.http import StaticKey, json_body, vendor_message
+from shared.profiles import email_problem, normalise_email
+
+from .base import Destination, RowRejected
+
+# Fields that identify a Braze user: an attribute mapping must not overwrite them.
+_RESERVED = {"external_id", "braze_id", "user_alias", "email", "_update_existing_only"}
+
+
+def _attribute_problem(name: str) -> str | None:
+    if name in _RESERVED:
+        return f"'{name}' is set by the export itself, not by an attribute mapping"
+    if name.startswith("$") or not name.strip() or len(name) > 255:
+        return "must be a Braze attribute name: 1-255 characters, not starting with $"
+    return None
+
+
+def _default_membership(export: dict[str, Any]) -> str:
+    segment = (export.get("target") or {}).get("segment_id") or "segment"
+    return "segment_" + re.sub(r"[^A-Za-z0-9_]", "_", str(segment))
+
+
+SPEC = DestinationSpec(
+    type="braze",
+    display_name="Braze",
+    identifier="customer_id",
+    secret_fields=("api_key",),
+    settings=(
+        Setting("rest_endpoint", "the workspace's REST endpoint, e.g. https://rest.iad-01.braze.com", required=True,
+                hosts=(r"rest\.[a-z]{2,4}-\d{2}\.braze\.(?:com|eu)",)),
+    ),
+    target=(
+        Setting("segment_id", "Braze segment API identifier the export feeds", required=True),
+        Setting("membership_attribute", "custom attribute set to true on members (the segment filters on it)",
+                default=_default_membership, check=_attribute_problem),
+    ),
+    requires_customer_id=True,
+    check_attribute=_attribute_problem,
+    batch_size=75,
+    max_batch_size=75,
+    requests_per_second=1000.0,  # 3,000 requests per 3 s per workspace
+    parallel_chunks=8,
+)
+
+
+class Braze(Destination):
+    SPEC = SPEC
+
+    @staticmethod
+    def identify(value: str) -> str:
+        return value.strip()
+
+    def item(self, key: str, fields: Sequence[str]) -> dict[str, Any]:
+        user: dict[str, Any] = {"external_id": key}
+        email = normalise_email(fields[self.columns["email"]])
+        if email:  # a user without email is still a member; an invalid one is refused
+            problem = email_problem(email)
+            if problem:
+                raise RowRejected(problem)
+            user["email"] = email
+        user.update(self.attributes(fields))
+        user[self.target["membership_attribute"]] = True
+        return user
+
+    def send(self, items: list[dict[str, Any]]) -> dict[int, str]:
+        response = self.http.request("POST", f"{self.settings['rest_endpoint']}/users/track",
+                                     auth=StaticKey({"Authorization": f"Bearer {self.credentials['api_key']}"}),
+                                     json={"attributes": items}, accept=_every_item_refused)
+        answer = json_body(response, "Braze")
+        refused = {}
+        for error in answer.get("errors") or []:
+            index = error.get("index") if isinstance(error, dict) else None
+            if isinstance(index, int) and error.get("input_array") == "attributes":
+                refused[index] = f"Braze: {error.get('type') or 'refused'}"
+        return refused
+
+    @staticmethod
+    def describe(response: requests.Response) -> str:
+        return vendor_message(response, "message")
+
+
+def _every_item_refused(response: requests.Response) -> bool:
+    """A 400 that lists a per-index error for users is per-user refusals, not a bad request."""
+    if response.status_code != 400:
+        return False
+    try:
+        errors = response.json().get("errors")
+    except (ValueError, AttributeError):
+        return False
+    return bool(errors) and all(isinstance(e, dict) and isinstance(e.get("index"), int) for e in errors)

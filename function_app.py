@@ -1,0 +1,223 @@
+"""Segment export Function App: triggers, orchestrators and activities (Python v2 model).
+
+Thin adapters only; the work is in `shared.engine`. The shape of a run::
+
+    timer (EXPORT_SCHEDULE) / POST /api/exports/{name}/runs
+        -> export_run (orchestrator, one instance per export)
+             -> plan_run (activity)
+             -> export_destination (sub-orchestrator: chunk fan-out, width from the plan)
+                  -> export_chunk (activity) x chunks, at most `width` at once
+             -> finish_run (activity: report.json, rejected.csv)
+
+Orchestrators are deterministic and carry small JSON only: names, counts, run ids;
+never rows, never secrets. The local runner (`runner/`) drives these same functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from shared.access import Caller, may_manage_connection, may_manage_export, may_use_connection
+from shared.config import DefinitionError
+from shared.engine import Services, progress
+from shared.engine import export_chunk as run_chunk
+from shared.engine import finish_run as write_report
+from shared.engine import plan_run as make_plan
+from shared.engine.starts import UnknownExport, instance_id, run_request
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+log = logging.getLogger("segment_export")
+
+# A chunk activity that fails outright (host recycled, storage hiccup) is tried again;
+# its checkpoint makes the retry cheap and keeps confirmed batches from being resent.
+CHUNK_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=3)
+ACTIVE = {df.OrchestrationRuntimeStatus.Running, df.OrchestrationRuntimeStatus.Pending,
+          df.OrchestrationRuntimeStatus.ContinuedAsNew}
+
+
+def _json(status: int, body: Any) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body, indent=2), status_code=status, mimetype="application/json")
+
+
+async def _start(client: df.DurableOrchestrationClient, request: dict[str, Any]) -> str | None:
+    """Start a run of the request's export unless one is in progress; returns the instance id or None."""
+    instance = instance_id(request["export"]["name"])
+    status = await client.get_status(instance)
+    if status is not None and status.runtime_status in ACTIVE:
+        return None
+    return await client.start_new("export_run", instance, request)
+
+
+# -- triggers ---------------------------------------------------------------------------
+
+@app.timer_trigger(schedule="%EXPORT_SCHEDULE%", arg_name="timer", run_on_startup=False)
+@app.durable_client_input(client_name="client")
+async def scheduled_exports(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    """Start one run per enabled export; an export still running from last time is left alone."""
+    services = Services.current()
+    for document in services.definitions.documents("exports"):
+        if document.get("enabled", True) is True and isinstance(document.get("name"), str):
+            request = run_request(document["name"], trigger="timer", requested_by="schedule", services=services)
+            started = await _start(client, request)
+            log.info("scheduled export %s: %s", document["name"], f"run {request['run_id']}" if started else
+                     "skipped, previous run still in progress")
+
+
+@app.route(route="exports/{name}/runs", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Run an export now: 202 with the run id and status URLs; 404 unknown; 409 already running."""
+    name, caller = req.route_params["name"], Caller.from_headers(req.headers)
+    try:
+        request = run_request(name, trigger="http", requested_by=caller.label, services=Services.current())
+    except UnknownExport as error:
+        return _json(404, {"error": error.args[0]})
+    refusal = may_use_connection(caller, request["connection"])
+    if refusal:
+        return _json(403, {"error": refusal})
+    instance = await _start(client, request)
+    if instance is None:
+        return _json(409, {"error": f'a run of export "{name}" is in progress; wait for it to finish'})
+    links = client.create_http_management_payload(instance)
+    return _json(202, {"run_id": request["run_id"], "export": name, "instance_id": instance,
+                       "report": f"/api/exports/{name}/runs/{request['run_id']}", **links})
+
+
+@app.route(route="exports/{name}/runs/{run_id}", methods=["GET"])
+def get_run(req: func.HttpRequest) -> func.HttpResponse:
+    """The run's report when finished, its progress while running."""
+    found = progress(req.route_params["name"], req.route_params["run_id"], Services.current())
+    return _json(200, found) if found else _json(404, {"error": "unknown run"})
+
+
+@app.route(route="exports/{name}/runs", methods=["GET"])
+def list_runs(req: func.HttpRequest) -> func.HttpResponse:
+    """Run ids of an export, newest first."""
+    return _json(200, {"runs": Services.current().runs.run_ids(req.route_params["name"])[:100]})
+
+
+@app.route(route="exports", methods=["GET"])
+def list_exports(req: func.HttpRequest) -> func.HttpResponse:
+    documents = Services.current().definitions.documents("exports")
+    return _json(200, {"exports": [{key: d.get(key) for key in ("name", "display_name", "connection", "enabled")}
+                                   for d in documents]})
+
+
+@app.route(route="connections", methods=["GET"])
+def list_connections(req: func.HttpRequest) -> func.HttpResponse:
+    documents = Services.current().definitions.documents("connections")
+    return _json(200, {"connections": [{key: d.get(key) for key in ("name", "type", "display_name", "usable_by")}
+                                       for d in documents]})
+
+
+@app.route(route="connections/{name}", methods=["PUT"])
+def put_connection(req: func.HttpRequest) -> func.HttpResponse:
+    """Define or replace a connection (admins); the document is validated before it is stored."""
+    refusal = may_manage_connection(Caller.from_headers(req.headers))
+    if refusal:
+        return _json(403, {"error": refusal})
+    return _put(req, lambda store, document: store.put_connection(document))
+
+
+@app.route(route="exports/{name}", methods=["PUT"])
+def put_export(req: func.HttpRequest) -> func.HttpResponse:
+    """Define or replace an export (admins, or contributors where its connection allows them)."""
+    store = Services.current().definitions
+    document = _body(req)
+    connection = store.connection_document(str(document.get("connection"))) if isinstance(document, dict) else None
+    refusal = may_manage_export(Caller.from_headers(req.headers), connection)
+    if refusal:
+        return _json(403, {"error": refusal})
+    return _put(req, lambda store, document: store.put_export(document))
+
+
+def _body(req: func.HttpRequest) -> Any:
+    try:
+        return req.get_json()
+    except ValueError:
+        return None
+
+
+def _put(req: func.HttpRequest, store_document) -> func.HttpResponse:
+    document = _body(req)
+    if not isinstance(document, dict):
+        return _json(400, {"error": "the body must be a JSON object"})
+    if document.setdefault("name", req.route_params["name"]) != req.route_params["name"]:
+        return _json(400, {"error": "the name in the body differs from the name in the URL"})
+    try:
+        store_document(Services.current().definitions, document)
+    except DefinitionError as error:
+        return _json(400, {"error": "invalid definition", "problems": [str(p) for p in error.problems]})
+    return _json(200, document)
+
+
+# -- orchestrators ----------------------------------------------------------------------
+
+@app.orchestration_trigger(context_name="context")
+def export_run(context: df.DurableOrchestrationContext):
+    """One run of one export: plan, export through the destination, report."""
+    request = context.get_input()
+    plan = yield context.call_activity("plan_run", request)
+    results, error = [], plan["error"]
+    if plan["status"] == "planned":
+        try:
+            results = yield context.call_sub_orchestrator("export_destination", plan, f"{plan['run_id']}-destination")
+        except Exception as failure:  # the destination's orchestration died: report from checkpoints
+            error = f"the destination's orchestration failed: {failure}"
+    summary = yield context.call_activity(
+        "finish_run", {"export": plan["export"], "run_id": plan["run_id"], "results": results, "error": error})
+    return summary
+
+
+@app.orchestration_trigger(context_name="context")
+def export_destination(context: df.DurableOrchestrationContext):
+    """Fan the chunks out to `width` activities at a time; after a failure, account the rest unsent."""
+    plan = context.get_input()
+    running, results, abandon = [], [], None
+
+    def launch(index: int):
+        task = {"export": plan["export"], "run_id": plan["run_id"], "chunk": index, "abandon": abandon}
+        return context.call_activity_with_retry("export_chunk", CHUNK_RETRY, task)
+
+    for index in range(plan["chunks"]):
+        if len(running) >= plan["width"]:
+            done = yield context.task_any(running)
+            running.remove(done)
+            results.append(done.result)
+            abandon = abandon or _failure_of(done.result)
+        running.append(launch(index))
+    while running:
+        done = yield context.task_any(running)
+        running.remove(done)
+        results.append(done.result)
+    return [result for result in results if isinstance(result, dict)]
+
+
+def _failure_of(result: Any) -> str | None:
+    """Why the destination failed, from a chunk's result (or the exception of a failed activity)."""
+    if isinstance(result, Exception):
+        return f"a chunk activity failed: {result}"
+    return result.get("failure") if isinstance(result, dict) else None
+
+
+# -- activities -------------------------------------------------------------------------
+
+@app.activity_trigger(input_name="request")
+def plan_run(request: dict) -> dict:
+    return make_plan(request, Services.current())
+
+
+@app.activity_trigger(input_name="task")
+def export_chunk(task: dict) -> dict:
+    return run_chunk(task, Services.current())
+
+
+@app.activity_trigger(input_name="task")
+def finish_run(task: dict) -> dict:
+    return write_report(task, Services.current())
+

@@ -1,0 +1,119 @@
+"""What a person sees while local runs go: a progress line per run, and a summary table."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+__all__ = ["Progress", "summary_table"]
+
+
+class _Run:
+    def __init__(self, label: str):
+        self.label = label
+        self.chunks = self.chunks_done = self.rows = self.rows_done = 0
+        self.delivered = self.rejected = self.skipped = 0
+        self.finished = False
+
+
+class Progress:
+    """Live progress of one or more local runs: redrawn lines on a terminal, periodic lines in a log.
+
+    `track(label)` returns the hook to give a LocalRunner as `on_result`.
+    """
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 24):
+        self._stream = stream
+        self._width = width
+        self._lock = threading.Lock()
+        self._runs: list[_Run] = []
+        self._started = time.monotonic()
+        self._drawn = 0
+        self._last = 0.0
+
+    def track(self, label: str):
+        run = _Run(label)
+        with self._lock:
+            self._runs.append(run)
+
+        def on_result(function: str, task: Any, result: Any) -> None:
+            if not isinstance(result, dict):
+                return
+            with self._lock:
+                if function == "plan_run":
+                    run.chunks, run.rows = result.get("chunks", 0), result.get("rows", 0)
+                elif function == "export_chunk":
+                    run.chunks_done += 1
+                    run.rows_done += result.get("rows", 0)
+                    run.delivered += result.get("delivered", 0)
+                    run.rejected += result.get("rejected", 0)
+                    run.skipped += result.get("skipped", 0)
+                elif function == "finish_run":
+                    run.finished = True
+                self._draw(final=False)
+
+        return on_result
+
+    def close(self) -> None:
+        with self._lock:
+            self._draw(final=True)
+
+    def _line(self, run: _Run, elapsed: float) -> str:
+        share = run.rows_done / run.rows if run.rows else (1.0 if run.finished else 0.0)
+        filled = int(share * self._width)
+        bar = "#" * filled + "." * (self._width - filled)
+        return (f"{run.label:<18} [{bar}] {run.chunks_done}/{run.chunks} chunks  {run.rows_done:,}/{run.rows:,} rows"
+                f"  delivered {run.delivered:,}  rejected {run.rejected:,}  skipped {run.skipped:,}  {elapsed:5.1f}s")
+
+    def _draw(self, final: bool) -> None:
+        now = time.monotonic()
+        interactive = self._stream.isatty()
+        if not final and now - self._last < (0.1 if interactive else 2.0):
+            return
+        self._last = now
+        lines = [self._line(run, now - self._started) for run in self._runs]
+        if interactive:
+            up = f"\x1b[{self._drawn}F" if self._drawn else ""
+            self._stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
+            self._drawn = len(lines)
+        else:
+            self._stream.write("".join(line + "\n" for line in lines))
+        self._stream.flush()
+
+
+def summary_table(reports: list[dict[str, Any]]) -> str:
+    """One row per run: status and counts; then the grouped reasons of each run."""
+    headers = ("export", "destination", "status", "input", "delivered", "rejected", "skipped", "requests", "seconds")
+    rows = []
+    for report in reports:
+        destination = report.get("destination") or {}
+        rows.append((report["export"], destination.get("type") or "-", report["status"],
+                     f"{destination.get('input_rows', 0):,}", f"{destination.get('delivered', 0):,}",
+                     f"{destination.get('rejected', 0):,}", f"{destination.get('skipped', 0):,}",
+                     f"{(destination.get('requests') or {}).get('requests', 0):,}",
+                     f"{destination.get('duration_s', 0):.1f}"))
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    numeric = set(range(3, len(headers)))
+
+    def line(cells: tuple) -> str:
+        return "  ".join(str(cell).rjust(w) if i in numeric else str(cell).ljust(w)
+                         for i, (cell, w) in enumerate(zip(cells, widths, strict=True)))
+
+    out = [line(headers), line(tuple("-" * w for w in widths))] + [line(row) for row in rows]
+    for report in reports:
+        destination = report.get("destination") or {}
+        details = []
+        if report.get("error"):
+            details.append(f"  error: {report['error']}")
+        for kind in ("rejected", "skipped"):
+            for reason, count in ((destination.get("reasons") or {}).get(kind) or {}).items():
+                details.append(f"  {kind:<8} {count:>9,}  {reason}")
+        for warning in destination.get("warnings") or []:
+            details.append(f"  warning: {warning}")
+        if destination.get("rejected_rows_file"):
+            details.append(f"  rejected rows: export-runs/{destination['rejected_rows_file']}")
+        if details:
+            out += ["", f"{report['export']} (run {report['run_id']}):"] + details
+    return "\n".join(out)

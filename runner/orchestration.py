@@ -1,0 +1,193 @@
+"""The local runner: drives function_app's orchestrators and activities in-process.
+
+It plays the part of the Durable Functions host for one run: it calls the registered
+orchestrator generators with a context offering the calls they use (`call_activity`,
+`call_activity_with_retry`, `call_sub_orchestrator`, `task_any`, `task_all`), runs the
+registered activity functions on a thread pool, and passes every input and result
+through a JSON round trip, as the host does. There is one orchestration logic: this
+module adds none, it only executes what `function_app.py` declares.
+
+Differences from the host, on purpose: no replay (each generator runs once, in order),
+retries wait briefly instead of the RetryOptions interval, and everything lives in one
+process.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Generator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["LocalRunner", "OrchestrationFailed", "indexed_functions"]
+
+
+class OrchestrationFailed(Exception):
+    """An orchestrator raised; the run could not finish."""
+
+
+def _round_trip(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+class _Task:
+    """A pending call: an activity or sub-orchestration (a future), or a when-any / when-all."""
+
+    def __init__(self, future: Future | None = None, children: list[_Task] | None = None, mode: str = ""):
+        self.future = future
+        self.children = children or []
+        self.mode = mode
+
+    def wait(self) -> Any:
+        """Block until done; return what `yield task` gives the orchestrator, or raise its error."""
+        if self.future is not None:
+            return self.future.result()
+        if self.mode == "all":
+            return [child.wait() for child in self.children]
+        first = _first_done([child.future for child in self.children])
+        return next(child for child in self.children if child.future is first)
+
+    @property
+    def result(self) -> Any:
+        """Like Durable's TaskBase.result: the value, or the exception of a failed call."""
+        error = self.future.exception()
+        return error if error is not None else self.future.result()
+
+
+def _first_done(futures: list[Future]) -> Future:
+    done = threading.Event()
+    for future in futures:
+        future.add_done_callback(lambda _: done.set())
+    done.wait()
+    return next(future for future in futures if future.done())
+
+
+class _Context:
+    """The part of DurableOrchestrationContext the orchestrators in function_app.py use."""
+
+    def __init__(self, runner: LocalRunner, instance_id: str, input_: Any):
+        self._runner = runner
+        self.instance_id = instance_id
+        self._input = input_
+        self.is_replaying = False
+        self.custom_status: Any = None
+
+    def get_input(self) -> Any:
+        return self._input
+
+    @property
+    def current_utc_datetime(self) -> datetime:
+        return datetime.now(UTC)
+
+    def set_custom_status(self, status: Any) -> None:
+        self.custom_status = status
+
+    def call_activity(self, name: str, input_: Any = None) -> _Task:
+        return _Task(self._runner._submit_activity(name, input_, attempts=1))
+
+    def call_activity_with_retry(self, name: str, retry_options: Any, input_: Any = None) -> _Task:
+        attempts = getattr(retry_options, "max_number_of_attempts", 1)
+        return _Task(self._runner._submit_activity(name, input_, attempts=attempts))
+
+    def call_sub_orchestrator(self, name: str, input_: Any = None, instance_id: str | None = None) -> _Task:
+        return _Task(self._runner._submit_orchestration(name, input_, instance_id or f"{self.instance_id}:{name}"))
+
+    def task_any(self, tasks: list[_Task]) -> _Task:
+        return _Task(children=list(tasks), mode="any")
+
+    def task_all(self, tasks: list[_Task]) -> _Task:
+        return _Task(children=list(tasks), mode="all")
+
+
+_indexed: dict[int, list[Any]] = {}
+_indexed_lock = threading.Lock()
+
+
+def indexed_functions(app: Any) -> list[Any]:
+    """The app's functions as the host indexes them. `FunctionApp.get_functions()` may be
+    called only once per app (a second call fails its uniqueness check), so it is kept."""
+    with _indexed_lock:
+        if id(app) not in _indexed:
+            _indexed[id(app)] = app.get_functions()
+        return _indexed[id(app)]
+
+
+class LocalRunner:
+    """Runs orchestrations of a Durable Functions app in this process.
+
+    `on_result(function name, input, result)` is called after every activity, for
+    progress display. `max_activities` plays host.json's maxConcurrentActivityFunctions.
+    """
+
+    def __init__(self, app: Any, *, max_activities: int = 16,
+                 on_result: Callable[[str, Any, Any], None] | None = None):
+        self._orchestrators: dict[str, Callable[[Any], Generator]] = {}
+        self._activities: dict[str, Callable[[Any], Any]] = {}
+        for function in indexed_functions(app):
+            trigger = function.get_trigger()
+            kind = trigger.type if trigger else None
+            if kind == "orchestrationTrigger":
+                self._orchestrators[function.get_function_name()] = function.get_user_function().orchestrator_function
+            elif kind == "activityTrigger":
+                self._activities[function.get_function_name()] = function.get_user_function()
+        self._activity_pool = ThreadPoolExecutor(max_workers=max_activities, thread_name_prefix="activity")
+        self._orchestration_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="orchestrator")
+        self._on_result = on_result
+
+    def run(self, orchestrator: str, input_: Any, instance_id: str) -> Any:
+        """Run an orchestration to its end and return its output (JSON round-tripped)."""
+        return _round_trip(self._drive(orchestrator, _round_trip(input_), instance_id))
+
+    def close(self) -> None:
+        self._activity_pool.shutdown(wait=True)
+        self._orchestration_pool.shutdown(wait=True)
+
+    def __enter__(self) -> LocalRunner:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _drive(self, name: str, input_: Any, instance_id: str) -> Any:
+        try:
+            generator = self._orchestrators[name](_Context(self, instance_id, input_))
+        except KeyError:
+            raise OrchestrationFailed(f"no orchestrator named {name!r} in the app") from None
+        if not hasattr(generator, "send"):  # an orchestrator that returned without yielding
+            return generator
+        try:
+            task = next(generator)
+            while True:
+                try:
+                    value = task.wait()
+                except Exception as error:  # a failed call is thrown into the orchestrator, as on replay
+                    task = generator.throw(error)
+                else:
+                    task = generator.send(value)
+        except StopIteration as finished:
+            return finished.value
+
+    def _submit_activity(self, name: str, input_: Any, attempts: int) -> Future:
+        function = self._activities.get(name)
+        if function is None:
+            raise OrchestrationFailed(f"no activity named {name!r} in the app")
+        payload = json.dumps(input_)
+
+        def call() -> Any:
+            for attempt in range(1, attempts + 1):
+                try:
+                    result = _round_trip(function(json.loads(payload)))
+                    break
+                except Exception:
+                    if attempt == attempts:
+                        raise
+            if self._on_result:
+                self._on_result(name, json.loads(payload), result)
+            return result
+
+        return self._activity_pool.submit(call)
+
+    def _submit_orchestration(self, name: str, input_: Any, instance_id: str) -> Future:
+        return self._orchestration_pool.submit(self._drive, name, _round_trip(input_), instance_id)

@@ -1,0 +1,37 @@
+"""Running one export locally, end to end, against the configured storage."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from typing import Any
+
+from shared.engine import Services
+from shared.engine.starts import instance_id, run_request
+
+from .orchestration import LocalRunner
+
+__all__ = ["run_export"]
+
+
+def run_export(export: dict[str, Any], connection: dict[str, Any] | None, *,
+               on_activity: Callable[[str, Any, Any], None] | None = None, trigger: str = "cli",
+               max_activities: int = 16) -> dict[str, Any]:
+    """Run `export` (a document) through `connection`; returns the run's report.
+
+    Drives function_app's `export_run` orchestration exactly as the Durable host would.
+    """
+    import function_app  # the app itself: its orchestrators and activities are what runs
+
+    request = run_request(export["name"], trigger=trigger, requested_by=_user(), export=export,
+                          connection=connection)
+    with LocalRunner(function_app.app, max_activities=max_activities, on_result=on_activity) as runner:
+        runner.run("export_run", request, instance_id(export["name"]))
+    return Services.current().runs.report(export["name"], request["run_id"])
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "local user"

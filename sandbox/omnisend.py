@@ -1,0 +1,222 @@
+"""Stand-in of Omnisend's API version 2026-03-15: contact batches, their status and items, tag removal.
+
+Follows DESTINATIONS.md: `Authorization: Omnisend-API-Key <key>` and `Omnisend-Version:
+2026-03-15` on every call (missing version 400, any other version 410 Gone); errors are
+RFC 9457 problem details (`application/problem+json`); `POST /api/batches` of 1 to
+`max_batch` (default 100) contacts -> `{batchID, totalCount}`, then `GET /api/batches/{id}`
+and `GET /api/batches/{id}/items` (`responses[]` / `errors[]` of `{itemID, request,
+responseCode, response}`); `DELETE /api/contacts/tags` of at most 250 emails -> 202
+(60 requests/min of its own); 400 requests/min per brand (sliding), throttling a 429
+problem carrying `retryAfter` in whole seconds.
+
+A batch is applied as soon as it is posted; its reported status follows
+`finish_after_polls` (that many `inProgress` polls, then `finished`, or `stopped` after
+its first half with `stop_batches`), and its items are listed only once it has ended.
+Contacts are keyed by lowercased email; an upsert merges fields and adds tags, never
+removes one.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from .addresses import email_is_valid
+from .server import Faults, Request, Response, StandIn, Window
+
+__all__ = ["OmnisendStandIn"]
+
+API_VERSION = "2026-03-15"
+MAX_TAG_EMAILS = 250
+STATUSES = ("subscribed", "nonSubscribed", "unsubscribed")
+FIELDS = ("firstName", "lastName", "address", "city", "state", "postalCode", "country", "countryCode")
+_PROBLEM = "application/problem+json"
+
+
+class OmnisendStandIn(StandIn):
+    vendor = "omnisend"
+
+    def __init__(self, *, api_key: str, rate_limited: bool = True, faults: Faults | None = None,
+                 latency_s: float = 0.0, max_batch: int = 100, refuse_emails: Iterable[str] = (),
+                 finish_after_polls: int = 0, stop_batches: bool = False):
+        super().__init__(faults=faults, window=Window(400, 60.0, sliding=True) if rate_limited else None,
+                         latency_s=latency_s)
+        self.tag_window = Window(60, 60.0, sliding=True) if rate_limited else None
+        self.api_key, self.max_batch = api_key, max_batch
+        self.refuse_emails = {address.lower() for address in refuse_emails}
+        self.finish_after_polls, self.stop_batches = finish_after_polls, stop_batches
+        self.contacts: dict[str, dict[str, Any]] = {}  # email -> fields, "tags" (a set), "status"
+        self.batches: dict[str, dict[str, Any]] = {}
+
+    def routes(self):
+        batch = r"/api/batches/(?P<batch_id>[^/]+)"
+        return [
+            ("POST", r"/api/batches", self.create_batch),
+            ("GET", batch, self.get_batch),
+            ("GET", batch + r"/items", self.get_items),
+            ("DELETE", r"/api/contacts/tags", self.remove_tags),
+        ]
+
+    def state(self) -> dict[str, Any]:
+        with self.lock:
+            return {"contacts": {email: {**contact, "tags": sorted(contact["tags"])}
+                                 for email, contact in self.contacts.items()}}
+
+    def reset(self) -> None:
+        self.contacts.clear()
+        self.batches.clear()
+
+    def tagged(self, tag: str) -> set[str]:
+        """The emails of contacts carrying `tag`: the Omnisend segment filtering on it."""
+        with self.lock:
+            return {email for email, contact in self.contacts.items() if tag in contact["tags"]}
+
+    # -- answers in Omnisend's form --------------------------------------------------------
+
+    def throttle_answer(self, wait_s: float, reset_epoch: float) -> Response:
+        return _problem(429, "Too Many Requests", "rate limit exceeded, retry later",
+                        retryAfter=max(1, math.ceil(wait_s)))
+
+    def server_error_answer(self, status: int) -> Response:
+        return _problem(status, "Internal Server Error" if status == 500 else "Service Unavailable", "try again later")
+
+    def bad_request(self, message: str) -> Response:
+        return _problem(400, "Bad Request", message)
+
+    def not_found(self, path: str) -> Response:
+        return _problem(404, "Not Found", f"no resource at {path}")
+
+    # -- batches ---------------------------------------------------------------------------
+
+    def create_batch(self, request: Request) -> Response:
+        refused = self._refuse(request)
+        if refused:
+            return refused
+        body = request.json()
+        if not isinstance(body, dict) or body.get("method") != "POST" or body.get("endpoint") != "contacts":
+            return _invalid("method", "only method POST on endpoint contacts is supported here")
+        items = body.get("items")
+        if not isinstance(items, list) or not 1 <= len(items) <= self.max_batch:
+            return _invalid("items", f"items must hold 1 to {self.max_batch} entries")
+        processed = items[:len(items) // 2] if self.stop_batches else items
+        responses, errors = [], []
+        for contact in processed:
+            detail, answer = self._upsert(contact)
+            item = {"itemID": secrets.token_hex(12), "request": contact, "status": "finished"}
+            if detail:
+                errors.append({**item, "responseCode": 400, "response": _problem(400, "Bad Request", detail).body})
+            else:
+                responses.append({**item, "responseCode": 200, "response": answer})
+        now = _timestamp()
+        batch = {"batchID": secrets.token_hex(12), "method": "POST", "endpoint": "contacts",
+                 "status": "stopped" if self.stop_batches else "finished", "totalCount": len(items),
+                 "finishedCount": len(processed), "errorsCount": len(errors), "createdAt": now,
+                 "startedAt": now, "endedAt": now, "polls": 0, "responses": responses, "errors": errors}
+        with self.lock:
+            self.batches[batch["batchID"]] = batch
+        return Response(201, {"batchID": batch["batchID"], "totalCount": len(items)})
+
+    def get_batch(self, request: Request) -> Response:
+        return self._report(request, with_items=False)
+
+    def get_items(self, request: Request) -> Response:
+        return self._report(request, with_items=True)
+
+    def _report(self, request: Request, with_items: bool) -> Response:
+        refused = self._refuse(request)
+        if refused:
+            return refused
+        with self.lock:
+            batch = self.batches.get(request.params["batch_id"])
+            if batch is None:
+                return _problem(404, "Not Found", f"batch {request.params['batch_id']} not found")
+            ended = batch["polls"] >= self.finish_after_polls
+            if not with_items:
+                batch["polls"] += 1
+        report = {key: batch[key] for key in ("batchID", "method", "endpoint", "status", "totalCount",
+                                              "finishedCount", "errorsCount", "createdAt", "startedAt", "endedAt")}
+        if not ended:
+            report.update(status="inProgress", finishedCount=0, errorsCount=0, endedAt=None)
+        if with_items:
+            report.update(responses=batch["responses"] if ended else [], errors=batch["errors"] if ended else [])
+        return Response(200, report)
+
+    def _upsert(self, contact: Any) -> tuple[str | None, dict[str, Any]]:
+        """Apply one contact: (None, the contact answer), or (why it was refused, {})."""
+        if not isinstance(contact, dict) or not isinstance(contact.get("identifiers"), list):
+            return "identifiers are required", {}
+        identifier = next((entry for entry in contact["identifiers"]
+                           if isinstance(entry, dict) and entry.get("type") == "email"), None)
+        if identifier is None:
+            return "an email identifier is required", {}
+        email = identifier.get("id")
+        if not email_is_valid(email) or email.lower() in self.refuse_emails:
+            return "invalid email", {}
+        status = ((identifier.get("channels") or {}).get("email") or {}).get("status")
+        if status not in STATUSES:
+            return f"email channel status must be one of {', '.join(STATUSES)}", {}
+        tags, properties = contact.get("tags", []), contact.get("customProperties", {})
+        if not isinstance(tags, list) or not all(isinstance(tag, str) and tag for tag in tags):
+            return "tags must be a list of non-empty strings", {}
+        if not isinstance(properties, dict):
+            return "customProperties must be an object", {}
+        with self.lock:
+            stored = self.contacts.setdefault(email.lower(), {"contactID": secrets.token_hex(12), "tags": set()})
+            stored.update({name: contact[name] for name in FIELDS if contact.get(name) is not None})
+            stored["status"] = status
+            stored["tags"].update(tags)
+            if properties:
+                stored["customProperties"] = {**stored.get("customProperties", {}), **properties}
+            return None, {"contactID": stored["contactID"], "email": email.lower()}
+
+    # -- tags ------------------------------------------------------------------------------
+
+    def remove_tags(self, request: Request) -> Response:
+        refused = self._refuse(request)
+        if refused:
+            return refused
+        if self.tag_window is not None:
+            admitted, wait, _, reset = self.tag_window.admit()
+            if not admitted:
+                return self.throttle_answer(wait, reset)
+        body = request.json()
+        emails, tags = (body.get("emails"), body.get("tags")) if isinstance(body, dict) else (None, None)
+        if not isinstance(emails, list) or not 1 <= len(emails) <= MAX_TAG_EMAILS:
+            return _invalid("emails", f"emails must hold 1 to {MAX_TAG_EMAILS} addresses")
+        if not isinstance(tags, list) or not tags or not all(isinstance(tag, str) for tag in tags):
+            return _invalid("tags", "tags must be a non-empty list of strings")
+        with self.lock:
+            for email in emails:
+                contact = self.contacts.get(str(email).lower())
+                if contact:
+                    contact["tags"].difference_update(tags)
+        return Response(202)
+
+    def _refuse(self, request: Request) -> Response | None:
+        """401 without this brand's key; 400 without a version; 410 for any retired version."""
+        if request.headers.get("authorization") != f"Omnisend-API-Key {self.api_key}":
+            return _problem(401, "Unauthorized", "missing or invalid API key")
+        version = request.headers.get("omnisend-version")
+        if not version:
+            return _problem(400, "Bad Request", f"the Omnisend-Version header is required (current: {API_VERSION})")
+        if version != API_VERSION:
+            return _problem(410, "Gone", f"API version {version} is retired; use {API_VERSION}")
+        return None
+
+
+def _problem(status: int, title: str, detail: str, **extra: Any) -> Response:
+    slug = title.lower().replace(" ", "-")
+    return Response(status, {"type": f"https://api.omnisend.com/problems/{slug}", "title": title,
+                             "status": status, "detail": detail, **extra}, {"Content-Type": _PROBLEM})
+
+
+def _invalid(field: str, message: str) -> Response:
+    return _problem(400, "Bad Request", "validation failed", errors=[{"field": field, "code": "invalid",
+                                                                      "message": message}])
+
+
+def _timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

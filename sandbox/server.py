@@ -1,0 +1,347 @@
+"""The common machinery of the vendor stand-ins: an HTTP server, routing, faults, rate limits.
+
+A stand-in (`sandbox/<vendor>.py`) subclasses `StandIn`, declares its routes and keeps the
+resulting audience in memory. This module gives every stand-in the same:
+
+- a threaded HTTP/1.1 keep-alive server on a free loopback port, with TCP_NODELAY (without
+  it, Python's server adds about 40 ms to every keep-alive request);
+- `Faults`: injected 429s (with the vendor's throttling signal), 500/503s, slow answers,
+  and connections dropped before or after the request is processed, at given rates;
+- `Window`: the vendor's documented rate limit, enforced with the vendor's own signal; and
+  a count of requests that arrived inside a throttle window the stand-in had announced
+  (a well-behaved client sends none);
+- a log of every request, and control endpoints under `/__sandbox__/` (state, faults,
+  reset) for the demo and tests that run a stand-in in another process.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["Faults", "Request", "Response", "StandIn", "Window"]
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lowercase names
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)  # from the route's named groups
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def form(self) -> dict[str, str]:
+        return {key: values[0] for key, values in parse_qs(self.body.decode("utf-8")).items()}
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any = None  # JSON-serialisable, or bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encoded(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, bytes):
+            return self.body
+        return json.dumps(self.body).encode("utf-8")
+
+
+@dataclass
+class Faults:
+    """Rates (0..1) of injected failures per request, drawn from a seeded generator."""
+
+    throttle: float = 0.0  # answer 429 with the vendor's throttling signal
+    server_error: float = 0.0  # answer 500 or 503
+    slow: float = 0.0  # answer after `slow_s` (past the client's timeout)
+    drop_before: float = 0.0  # close the connection without processing the request
+    drop_after: float = 0.0  # process the request, then close without answering
+    slow_s: float = 2.0
+    throttle_wait_s: float = 0.2  # the wait announced with an injected 429
+    seed: int = 7
+
+    def any(self) -> bool:
+        return any((self.throttle, self.server_error, self.slow, self.drop_before, self.drop_after))
+
+
+class Window:
+    """A vendor's rate limit: at most `limit` requests per `seconds`, fixed or sliding window."""
+
+    def __init__(self, limit: int, seconds: float, sliding: bool = False, clock: Callable[[], float] = time.time):
+        self.limit = limit
+        self.seconds = seconds
+        self.sliding = sliding
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stamps: list[float] = []
+        self._window_start = 0.0
+        self._count = 0
+
+    def admit(self) -> tuple[bool, float, int, float]:
+        """Count one request: (admitted, seconds until a slot frees, remaining, reset epoch)."""
+        now = self._clock()
+        with self._lock:
+            if self.sliding:
+                horizon = now - self.seconds
+                while self._stamps and self._stamps[0] <= horizon:
+                    self._stamps.pop(0)
+                if len(self._stamps) >= self.limit:
+                    wait = self._stamps[0] + self.seconds - now
+                    return False, wait, 0, now + wait
+                self._stamps.append(now)
+                return True, 0.0, self.limit - len(self._stamps), now + self.seconds
+            if now >= self._window_start + self.seconds:
+                self._window_start = now - (now % self.seconds) if self.seconds >= 1 else now
+                self._count = 0
+            reset = self._window_start + self.seconds
+            if self._count >= self.limit:
+                return False, reset - now, 0, reset
+            self._count += 1
+            return True, 0.0, self.limit - self._count, reset
+
+
+Route = tuple[str, re.Pattern, Callable[[Request], Response]]
+
+
+class StandIn:
+    """Base of a vendor stand-in. Subclasses set `vendor`, `routes()` and the throttle answer."""
+
+    vendor = "vendor"
+
+    def __init__(self, *, faults: Faults | None = None, window: Window | None = None, latency_s: float = 0.0):
+        self.faults = faults or Faults()
+        self.window = window
+        self.latency_s = latency_s  # added to every answer (a far-away vendor)
+        self.lock = threading.RLock()
+        self.log: list[dict[str, Any]] = []
+        self.throttled_until = 0.0  # end of the last throttle window this stand-in announced
+        self.announced_at = 0.0
+        # Requests arriving within grace_s of an announcement were already on the wire when
+        # the client read the 429; only later ones inside the window count as disregarding it.
+        self.grace_s = 0.05
+        self.requests_in_throttle_window = 0
+        self._random = random.Random(self.faults.seed)
+        self._routes: list[Route] = [
+            (method, re.compile(pattern), handler) for method, pattern, handler in self.routes()]
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- what subclasses provide -------------------------------------------------------
+
+    def routes(self) -> list[tuple[str, str, Callable[[Request], Response]]]:
+        """(method, path regex with named groups, handler) of the vendor API."""
+        raise NotImplementedError
+
+    def throttle_answer(self, wait_s: float, reset_epoch: float) -> Response:
+        """The vendor's 429; the default is a bare one."""
+        return Response(429, b"")
+
+    def rate_headers(self, remaining: int, reset_epoch: float) -> dict[str, str]:
+        """Headers the vendor puts on every answer about its rate limit (Braze); none by default."""
+        return {}
+
+    def state(self) -> dict[str, Any]:
+        """The audiences this stand-in holds, JSON-ready, for the demo and tests."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget the audiences (between tests)."""
+        raise NotImplementedError
+
+    # -- serving -----------------------------------------------------------------------
+
+    def start(self, port: int = 0) -> StandIn:
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # TCP_NODELAY
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def _serve(self) -> None:
+                stand_in._dispatch(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        # A short poll interval lets stop() return at once instead of after half a second.
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                         name=f"{self.vendor}-stand-in", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> StandIn:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server, "stand-in not started"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def requests(self, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
+        """The logged requests, optionally filtered by method and path regex."""
+        with self.lock:
+            return [entry for entry in self.log
+                    if (method is None or entry["method"] == method)
+                    and (path is None or re.fullmatch(path, entry["path"]))]
+
+    def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
+        parts = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        request = Request(handler.command, parts.path, parse_qs(parts.query),
+                          {k.lower(): v for k, v in handler.headers.items()}, body)
+        if request.path.startswith("/__sandbox__/"):
+            self._write(handler, self._control(request))
+            return
+        response, drop = self._answer(request)
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if drop:
+            handler.close_connection = True
+            try:
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self._write(handler, response)
+
+    def _answer(self, request: Request) -> tuple[Response | None, bool]:
+        """The response, and whether to drop the connection instead of answering."""
+        now = time.time()
+        with self.lock:
+            if self.announced_at + self.grace_s <= now < self.throttled_until:
+                self.requests_in_throttle_window += 1
+            draw = self._random.random
+            fault = None
+            if self.faults.any():
+                for name in ("drop_before", "throttle", "server_error", "slow", "drop_after"):
+                    if draw() < getattr(self.faults, name):
+                        fault = name
+                        break
+        entry = {"method": request.method, "path": request.path, "at": now, "fault": fault, "bytes": len(request.body)}
+        if fault == "drop_before":
+            self._record(entry, None)
+            return None, True
+        if fault == "throttle":
+            wait = self.faults.throttle_wait_s
+            return self._throttled(entry, wait, now + wait), False
+        if fault == "server_error":
+            status = 503 if self._random.random() < 0.5 else 500
+            return self._record(entry, self.server_error_answer(status)), False
+        if self.window is not None:
+            admitted, wait, remaining, reset = self.window.admit()
+            if not admitted:
+                return self._throttled(entry, wait, reset), False
+            rate_headers = self.rate_headers(remaining, reset)
+        else:
+            rate_headers = {}
+        if fault == "slow":
+            time.sleep(self.faults.slow_s)
+        response = self._route(request)
+        response.headers.update(rate_headers)
+        self._record(entry, response)
+        return response, fault == "drop_after"
+
+    def _throttled(self, entry: dict[str, Any], wait: float, reset_epoch: float) -> Response:
+        response = self.throttle_answer(wait, reset_epoch)
+        if response.headers or (isinstance(response.body, dict) and "retryAfter" in response.body):
+            with self.lock:  # the vendor announced when to come back: count who doesn't wait
+                now = time.time()
+                if now + wait > self.throttled_until:
+                    self.announced_at, self.throttled_until = now, now + wait
+        return self._record(entry, response)
+
+    def server_error_answer(self, status: int) -> Response:
+        return Response(status, {"message": "Internal Server Error" if status == 500 else "Service Unavailable"})
+
+    def _record(self, entry: dict[str, Any], response: Response | None) -> Response | None:
+        entry["status"] = response.status if response else None
+        with self.lock:
+            self.log.append(entry)
+        return response
+
+    def _route(self, request: Request) -> Response:
+        allowed = []
+        for method, pattern, handler in self._routes:
+            match = pattern.fullmatch(request.path)
+            if match:
+                if method == request.method:
+                    request.params = match.groupdict()
+                    try:
+                        return handler(request)
+                    except (ValueError, KeyError, TypeError) as error:
+                        return self.bad_request(f"malformed request: {error}")
+                allowed.append(method)
+        if allowed:
+            return Response(405, {"message": "Method Not Allowed"}, {"Allow": ", ".join(allowed)})
+        return self.not_found(request.path)
+
+    def bad_request(self, message: str) -> Response:
+        return Response(400, {"message": message})
+
+    def not_found(self, path: str) -> Response:
+        return Response(404, {"message": f"Not Found: {path}"})
+
+    def _control(self, request: Request) -> Response:
+        action = request.path[len("/__sandbox__/"):]
+        if action == "state" and request.method == "GET":
+            with self.lock:
+                return Response(200, {"state": self.state(), "requests": len(self.log),
+                                      "requests_in_throttle_window": self.requests_in_throttle_window,
+                                      "faults": asdict(self.faults)})
+        if action == "faults" and request.method == "POST":
+            with self.lock:
+                self.faults = Faults(**request.json())
+                self._random = random.Random(self.faults.seed)
+            return Response(204)
+        if action == "reset" and request.method == "POST":
+            with self.lock:
+                self.reset()
+                self.log.clear()
+                self.requests_in_throttle_window = 0
+                self.throttled_until = self.announced_at = 0.0
+            return Response(204)
+        return Response(404, {"message": "unknown sandbox control"})
+
+    @staticmethod
+    def _write(handler: BaseHTTPRequestHandler, response: Response) -> None:
+        payload = response.encoded()
+        head = [f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Status')}"]
+        headers = {"Content-Length": str(len(payload))}
+        if response.body is not None and not isinstance(response.body, bytes):
+            headers["Content-Type"] = "application/json"
+        headers.update(response.headers)
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        # One send for head and body: no small-packet delays, whatever the socket options.
+        handler.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
+        handler.wfile.flush()
+
+
+_REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request",
+            401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+            410: "Gone", 429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}

@@ -1,0 +1,115 @@
+"""Finishing a run: the report of what was delivered, rejected and skipped, and why.
+
+The report is built from the chunks' results; a chunk whose activity never returned is
+read from its checkpoint, and a chunk with neither (its activity failed for good) is
+reported as not processed, row count from the plan, so the accounting still adds up:
+for the run's destination, input rows = delivered + rejected + skipped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from destinations import destination_class
+
+from .chunks import REJECTED_HEADER
+from .planning import now_iso
+from .services import Services
+
+__all__ = ["finish_run", "progress"]
+
+
+def finish_run(task: dict[str, Any], services: Services) -> dict[str, Any]:
+    """Write the run's report and merged rejected-rows file; returns a small summary."""
+    export_name, run_id = task["export"], task["run_id"]
+    runs = services.runs
+    plan = runs.plan(export_name, run_id)
+    results = {r["chunk"]: r for r in task.get("results") or [] if isinstance(r, dict) and "chunk" in r}
+    for index in range(len(plan["chunks"])):
+        if index not in results:
+            checkpoint = runs.checkpoint(export_name, run_id, index)
+            if checkpoint is not None:
+                results[index] = checkpoint
+    ordered = [results.get(c["index"]) or _not_processed(c, task.get("error")) for c in plan["chunks"]]
+    destination = _destination_report(plan, ordered, task.get("error"))
+    destination["rejected_rows_file"] = runs.merge_rejected(
+        export_name, run_id, REJECTED_HEADER, [r["rejected_file"] for r in ordered if r.get("rejected_file")])
+    report = {
+        "run_id": run_id, "export": export_name,
+        "display_name": plan["export"].get("display_name"),
+        "trigger": plan.get("trigger"), "requested_by": plan.get("requested_by"),
+        "requested_at": plan.get("requested_at"), "planned_at": plan.get("planned_at"), "finished_at": now_iso(),
+        "status": "failed" if plan["status"] == "failed" or destination["status"] == "failed" else "succeeded",
+        "error": plan["error"] or destination.get("error"),
+        "segments": [{"path": s["path"], "bytes": s["bytes"], "rows": s["rows"]} for s in plan["segments"]],
+        "chunks": len(plan["chunks"]),
+        "destination": destination,
+    }
+    report["duration_s"] = _seconds_between(report["requested_at"] or report["planned_at"], report["finished_at"])
+    runs.write_report(report)
+    return {key: report[key] for key in ("run_id", "export", "status", "error")} | {
+        key: destination[key] for key in ("input_rows", "delivered", "rejected", "skipped")}
+
+
+def _destination_report(plan: dict[str, Any], results: list[dict[str, Any]], error: str | None) -> dict[str, Any]:
+    connection = plan["connection"] or {}
+    rejected, skipped = Counter(), Counter()
+    requests = Counter()
+    for result in results:
+        rejected.update(result["reasons"]["rejected"])
+        skipped.update(result["reasons"]["skipped"])
+        requests.update({k: v for k, v in result.get("requests", {}).items() if isinstance(v, (int, float))})
+    totals = {key: sum(r[key] for r in results) for key in ("rows", "delivered", "rejected", "skipped")}
+    failures = [r["failure"] for r in results if r.get("failure")]
+    planned_rows = sum(c["rows"] for c in plan["chunks"])
+    starts = [r["started_at"] for r in results if r.get("started_at")]
+    ends = [r["finished_at"] for r in results if r.get("finished_at")]
+    report = {
+        "connection": connection.get("name"), "type": connection.get("type"),
+        "target": (plan["export"] or {}).get("target"),
+        "status": "failed" if failures or error or plan["status"] == "failed" else "succeeded",
+        "error": failures[0] if failures else error,
+        "input_rows": planned_rows,
+        "delivered": totals["delivered"], "rejected": totals["rejected"], "skipped": totals["skipped"],
+        "accounting_ok": planned_rows == totals["delivered"] + totals["rejected"] + totals["skipped"]
+        and totals["rows"] == planned_rows,
+        "reasons": {"rejected": dict(rejected.most_common()), "skipped": dict(skipped.most_common())},
+        "requests": dict(requests),
+        "duration_s": _seconds_between(min(starts), max(ends)) if starts and ends else 0.0,
+        "warnings": [],
+    }
+    if connection.get("type") and plan["status"] != "failed":
+        report["warnings"] = destination_class(connection["type"]).warnings(totals["delivered"])
+    return report
+
+
+def _not_processed(chunk: dict[str, Any], error: str | None) -> dict[str, Any]:
+    reason = f"not processed: {error or 'the chunk activity failed'}"
+    return {"chunk": chunk["index"], "rows": chunk["rows"], "delivered": 0, "rejected": chunk["rows"], "skipped": 0,
+            "reasons": {"rejected": {reason: chunk["rows"]}, "skipped": {}}, "failure": reason}
+
+
+def _seconds_between(start: str | None, end: str | None) -> float:
+    if not start or not end:
+        return 0.0
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 3)
+
+
+def progress(export: str, run_id: str, services: Services) -> dict[str, Any] | None:
+    """The report of a finished run, or the progress of a running one; None if unknown."""
+    runs = services.runs
+    report = runs.report(export, run_id)
+    if report is not None:
+        return report
+    plan = runs.plan(export, run_id)
+    if plan is None:
+        return None
+    done: Iterable[dict[str, Any]] = runs.checkpoints(export, run_id)
+    done = list(done)
+    return {"run_id": run_id, "export": export, "status": "running", "planned_at": plan["planned_at"],
+            "chunks": len(plan["chunks"]), "chunks_done": len(done),
+            "input_rows": sum(c["rows"] for c in plan["chunks"]),
+            **{key: sum(r[key] for r in done) for key in ("delivered", "rejected", "skipped")}}

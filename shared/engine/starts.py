@@ -1,0 +1,45 @@
+"""Starting runs: run ids, the orchestration instance of an export, the run request.
+
+One export runs at most once at a time: its orchestration instance id is derived from
+the export name, so a second start while one is running is refused (409) rather than
+racing the first on the same audience.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from .services import Services
+
+__all__ = ["UnknownExport", "instance_id", "new_run_id", "run_request"]
+
+
+class UnknownExport(KeyError):
+    """No export of that name is defined."""
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable and unique: UTC start time, then random hex."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+def instance_id(export_name: str) -> str:
+    return f"export-{export_name}"
+
+
+def run_request(export_name: str, *, trigger: str, requested_by: str | None, services: Services | None = None,
+                export: dict[str, Any] | None = None, connection: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The orchestration input of a new run: documents (from storage unless given), no secrets.
+
+    Raises UnknownExport when the export is not defined in storage.
+    """
+    if export is None:
+        export = services.definitions.export_document(export_name)
+        if export is None:
+            raise UnknownExport(f'unknown export "{export_name}"')
+        connection = services.definitions.connection_document(str(export.get("connection")))
+    return {"run_id": new_run_id(), "export": export, "connection": connection, "trigger": trigger,
+            "requested_by": requested_by, "requested_at": datetime.now(UTC).isoformat(timespec="seconds")}

@@ -1,0 +1,76 @@
+"""Profiles: how one segment row's identifiers are normalised, validated and hashed.
+
+Every destination reads identifiers through these functions, so that "the same person"
+means the same thing for deduplication, for the vendor and for the run report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+__all__ = [
+    "consent_given",
+    "email_problem",
+    "is_sha256_hex",
+    "normalise_email",
+    "sha256_hex",
+]
+
+# Pragmatic address syntax (the dot-atom form of RFC 5322 that mail providers accept):
+# no quoted local parts, no IP-literal domains, no leading, trailing or doubled dots,
+# a dotted domain whose last label is alphabetic (or an IDN "xn--" label).
+_LOCAL = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_TLD = r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
+_EMAIL = re.compile(rf"{_LOCAL}@(?:{_LABEL}\.)+{_TLD}")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_CONSENT_YES = frozenset({"yes", "y", "true", "1", "subscribed", "opt-in", "opted-in", "opted in", "consented"})
+
+
+def normalise_email(value: str) -> str:
+    """Trim and lowercase, as every destination and the Snapchat hashing rules expect."""
+    return value.strip().lower()
+
+
+def email_problem(email: str) -> str | None:
+    """Return why a normalised address is not valid, or None when it is.
+
+    The reasons are short and fixed so that the run report can group rows by them.
+    """
+    if len(email) <= 254 and _EMAIL.fullmatch(email):
+        local = email.partition("@")[0]
+        return None if len(local) <= 64 else "invalid email: local part longer than 64 characters"
+    if len(email) > 254:
+        return "invalid email: longer than 254 characters"
+    if "@" not in email:
+        return "invalid email: no @"
+    if email.count("@") > 1:
+        return "invalid email: more than one @"
+    if any(c.isspace() for c in email):
+        return "invalid email: contains whitespace"
+    if not email.isascii():
+        return "invalid email: non-ASCII characters"
+    local, _, domain = email.partition("@")
+    if not local:
+        return "invalid email: nothing before @"
+    if not re.fullmatch(_LOCAL, local):
+        return "invalid email: malformed local part"
+    return "invalid email: malformed domain"
+
+
+def is_sha256_hex(value: str) -> bool:
+    """True for a value that is already a lowercase SHA-256 hex digest (never hash it twice)."""
+    return len(value) == 64 and _SHA256_HEX.fullmatch(value) is not None
+
+
+def sha256_hex(normalised: str) -> str:
+    """SHA-256 of an already normalised identifier, as lowercase hex; a digest passes through."""
+    if is_sha256_hex(normalised):
+        return normalised
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+
+def consent_given(value: str) -> bool:
+    """True only for an explicit yes in a consent column; anything else (empty included) is no."""
+    return value.strip().lower() in _CONSENT_YES

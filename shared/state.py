@@ -1,0 +1,224 @@
+"""State kept in Blob Storage: definitions, run plans, chunk checkpoints, rejected rows, reports.
+
+Layout of the one storage account (Azurite locally)::
+
+    segments/        input files, as upstream writes them
+    exports/         connections/<name>.json, exports/<name>.json (validated on write and read)
+    export-runs/     <export>/<run id>/plan.json, report.json, rejected.csv,
+                     chunks/<n>.json (checkpoint), chunks/<n>.duplicates, chunks/<n>.rejected.csv
+    export-state/    per export and destination state across runs (membership snapshots)
+
+Everything here is JSON or CSV a person can open. Writes of a chunk's files happen before
+its checkpoint, so a checkpoint always describes files that exist.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from .config import Connection, Definitions, DestinationSpec, Export, parse_connection, parse_definitions, parse_export
+from .segments import BLOCK_BYTES, SegmentReader
+from .settings import AppSettings
+
+__all__ = ["CONTAINERS", "DefinitionStore", "RunStore", "Storage"]
+
+CONTAINERS = ("segments", "exports", "export-runs", "export-state")
+
+
+class Storage:
+    """The storage account, with one client per process (clients are thread-safe)."""
+
+    def __init__(self, service: BlobServiceClient):
+        self.service = service
+
+    @classmethod
+    def from_settings(cls, settings: AppSettings, credential: Any = None) -> Storage:
+        return _storage_for(settings, credential)
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str) -> Storage:
+        return cls(BlobServiceClient.from_connection_string(
+            connection_string, max_single_get_size=BLOCK_BYTES, max_chunk_get_size=BLOCK_BYTES))
+
+    def container(self, name: str) -> ContainerClient:
+        return self.service.get_container_client(name)
+
+    def ensure_containers(self) -> None:
+        """Create the product's containers where missing (local runs; Bicep creates them in Azure)."""
+        for name in CONTAINERS:
+            try:
+                self.container(name).create_container()
+            except ResourceExistsError:
+                pass
+
+    @property
+    def segments(self) -> SegmentReader:
+        return SegmentReader(self.container("segments"))
+
+    def definitions(self, specs: Mapping[str, DestinationSpec], allow_local: bool = False) -> DefinitionStore:
+        return DefinitionStore(self.container("exports"), specs, allow_local)
+
+    @property
+    def runs(self) -> RunStore:
+        return RunStore(self.container("export-runs"))
+
+
+@lru_cache(maxsize=4)
+def _storage_for(settings: AppSettings, credential: Any) -> Storage:
+    if settings.storage_connection_string:
+        return Storage.from_connection_string(settings.storage_connection_string)
+    if settings.blob_service_uri:
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
+        return Storage(BlobServiceClient(settings.blob_service_uri, credential=credential,
+                                         max_single_get_size=BLOCK_BYTES, max_chunk_get_size=BLOCK_BYTES))
+    raise RuntimeError("no storage configured: set AzureWebJobsStorage (connection string) "
+                       "or AzureWebJobsStorage__blobServiceUri (managed identity)")
+
+
+def _read_json(container: ContainerClient, path: str) -> Any | None:
+    try:
+        return json.loads(container.download_blob(path).readall())
+    except ResourceNotFoundError:
+        return None
+
+
+def _write_json(container: ContainerClient, path: str, document: Any) -> None:
+    container.upload_blob(path, json.dumps(document, indent=2, sort_keys=False).encode("utf-8"), overwrite=True)
+
+
+class DefinitionStore:
+    """Connections and exports in the `exports` container, one JSON document per object."""
+
+    def __init__(self, container: ContainerClient, specs: Mapping[str, DestinationSpec], allow_local: bool):
+        self._container = container
+        self._specs = specs
+        self._allow_local = allow_local
+
+    def put_connection(self, document: dict[str, Any]) -> Connection:
+        """Validate and store a connection; raises DefinitionError."""
+        connection = parse_connection(document, self._specs, allow_local=self._allow_local)
+        _write_json(self._container, f"connections/{connection.name}.json", document)
+        return connection
+
+    def put_export(self, document: dict[str, Any]) -> Export:
+        """Validate (against the stored connections) and store an export; raises DefinitionError."""
+        export = parse_export(document, self.load().connections, self._specs)
+        _write_json(self._container, f"exports/{export.name}.json", document)
+        return export
+
+    def documents(self, kind: str) -> Iterator[dict[str, Any]]:
+        for blob in self._container.list_blobs(name_starts_with=f"{kind}/"):
+            document = _read_json(self._container, blob.name)
+            if document is not None:
+                yield document
+
+    def load(self) -> Definitions:
+        """Every stored definition, validated on read; invalid ones raise DefinitionError."""
+        return parse_definitions({"connections": list(self.documents("connections")),
+                                  "exports": list(self.documents("exports"))},
+                                 self._specs, allow_local=self._allow_local)
+
+    def export_document(self, name: str) -> dict[str, Any] | None:
+        """The stored document of export `name`, unvalidated, or None."""
+        return _read_json(self._container, f"exports/{name}.json")
+
+    def connection_document(self, name: str) -> dict[str, Any] | None:
+        """The stored document of connection `name`, unvalidated, or None."""
+        return _read_json(self._container, f"connections/{name}.json")
+
+
+class RunStore:
+    """The files of runs in `export-runs/<export>/<run id>/`."""
+
+    def __init__(self, container: ContainerClient):
+        self._container = container
+        self._plans: dict[tuple[str, str], dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def prefix(export: str, run_id: str) -> str:
+        return f"{export}/{run_id}"
+
+    def write_plan(self, plan: dict[str, Any]) -> None:
+        _write_json(self._container, f"{self.prefix(plan['export']['name'], plan['run_id'])}/plan.json", plan)
+
+    def plan(self, export: str, run_id: str) -> dict[str, Any] | None:
+        """The run's plan; cached, since every chunk activity of the run reads it."""
+        key = (export, run_id)
+        with self._lock:
+            if key in self._plans:
+                return self._plans[key]
+        plan = _read_json(self._container, f"{self.prefix(export, run_id)}/plan.json")
+        if plan is not None:
+            with self._lock:
+                self._plans[key] = plan
+        return plan
+
+    def write_duplicates(self, export: str, run_id: str, chunk: int, rows: list[int]) -> None:
+        text = "\n".join(map(str, rows))
+        self._container.upload_blob(f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.duplicates",
+                                    text.encode("ascii"), overwrite=True)
+
+    def duplicates(self, export: str, run_id: str, chunk: int) -> set[int]:
+        try:
+            text = self._container.download_blob(
+                f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.duplicates").readall().decode("ascii")
+        except ResourceNotFoundError:
+            return set()
+        return {int(line) for line in text.split()}
+
+    def write_rejected(self, export: str, run_id: str, chunk: int, csv_text: str) -> str:
+        path = f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.rejected.csv"
+        self._container.upload_blob(path, csv_text.encode("utf-8"), overwrite=True)
+        return path
+
+    def write_checkpoint(self, export: str, run_id: str, chunk: int, result: dict[str, Any]) -> None:
+        _write_json(self._container, f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.json", result)
+
+    def checkpoint(self, export: str, run_id: str, chunk: int) -> dict[str, Any] | None:
+        return _read_json(self._container, f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.json")
+
+    def checkpoints(self, export: str, run_id: str) -> list[dict[str, Any]]:
+        found = []
+        for blob in self._container.list_blobs(name_starts_with=f"{self.prefix(export, run_id)}/chunks/"):
+            if blob.name.endswith(".json"):
+                document = _read_json(self._container, blob.name)
+                if document is not None:
+                    found.append(document)
+        return found
+
+    def merge_rejected(self, export: str, run_id: str, header: str, parts: list[str]) -> str | None:
+        """Concatenate the chunks' rejected-row files into one `rejected.csv`; None if none."""
+        if not parts:
+            return None
+        path = f"{self.prefix(export, run_id)}/rejected.csv"
+
+        def content() -> Iterator[bytes]:
+            yield (header + "\r\n").encode("utf-8")
+            for part in parts:
+                yield from self._container.download_blob(part).chunks()
+
+        self._container.upload_blob(path, content(), overwrite=True)
+        return path
+
+    def write_report(self, report: dict[str, Any]) -> None:
+        _write_json(self._container, f"{self.prefix(report['export'], report['run_id'])}/report.json", report)
+
+    def report(self, export: str, run_id: str) -> dict[str, Any] | None:
+        return _read_json(self._container, f"{self.prefix(export, run_id)}/report.json")
+
+    def run_ids(self, export: str) -> list[str]:
+        """Run ids of an export, newest first (run ids start with their UTC start time)."""
+        names = {blob.name.split("/")[1] for blob in self._container.list_blobs(name_starts_with=f"{export}/")
+                 if blob.name.count("/") >= 2}
+        return sorted(names, reverse=True)

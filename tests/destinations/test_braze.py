@@ -1,0 +1,56 @@
+"""Braze: users upserted by external_id with email, attributes and the membership attribute."""
+
+import pytest
+
+from destinations import AuthError, RowRejected
+from destinations.braze import Braze
+
+HEADER = ["CustomerId", "Email", "FirstName", "Tier"]
+MATCHING = {"email": "Email", "customer_id": "CustomerId", "attributes": {"first_name": "FirstName", "tier": "Tier"}}
+
+
+@pytest.fixture
+def braze(build):
+    return build("braze", {"segment_id": "vip"}, MATCHING, HEADER)
+
+
+def test_a_user_carries_external_id_normalised_email_attributes_and_membership(braze):
+    item = braze.item(Braze.identify(" C1 "), ["C1", " Ana@Example.com ", "Ana", ""])
+    assert item == {"external_id": "C1", "email": "ana@example.com", "first_name": "Ana", "segment_vip": True}
+
+
+def test_a_user_without_email_is_still_a_member_but_an_invalid_email_is_refused(braze):
+    assert "email" not in braze.item("C2", ["C2", "", "Ben", "gold"])
+    with pytest.raises(RowRejected, match="invalid email: no @"):
+        braze.item("C3", ["C3", "not-an-email", "Cy", ""])
+
+
+def test_a_batch_is_applied_and_membership_can_be_read_back(braze, stand_ins):
+    items = [braze.item(f"C{i}", [f"C{i}", f"user{i}@example.com", f"Name{i}", ""]) for i in range(75)]
+    assert braze.send(items) == {}
+    assert stand_ins.braze.members("segment_vip") == {f"C{i}" for i in range(75)}
+    assert stand_ins.braze.users["C7"]["first_name"] == "Name7"
+
+
+def test_per_user_refusals_come_back_by_index_with_brazes_reason(braze, stand_ins, monkeypatch):
+    refused_email = "blocked@example.com"
+    monkeypatch.setattr(stand_ins.braze, "refuse_emails", {refused_email})
+    items = [braze.item("C1", ["C1", "ok@example.com", "", ""]), braze.item("C2", ["C2", refused_email, "", ""])]
+    refused = braze.send(items)
+    assert list(refused) == [1] and refused[1].startswith("Braze: ")
+    assert stand_ins.braze.members("segment_vip") == {"C1"}
+
+
+def test_a_batch_whose_every_user_is_refused_is_per_user_not_a_failed_request(braze, stand_ins, monkeypatch):
+    monkeypatch.setattr(stand_ins.braze, "refuse_emails", {"x@example.com", "y@example.com"})
+    refused = braze.send([braze.item("C1", ["C1", "x@example.com", "", ""]),
+                          braze.item("C2", ["C2", "y@example.com", "", ""])])
+    assert set(refused) == {0, 1}
+
+
+def test_a_wrong_api_key_is_an_auth_error_without_the_key(build):
+    braze = build("braze", {"segment_id": "vip"}, MATCHING, HEADER, credentials={"api_key": "wrong-key-1234"})
+    with pytest.raises(AuthError) as caught:
+        braze.send([braze.item("C1", ["C1", "a@example.com", "", ""])])
+    assert "Braze refused the credentials (401)" in str(caught.value)
+    assert "wrong-key-1234" not in str(caught.value)

@@ -1,0 +1,70 @@
+"""Campaign Monitor: subscribers imported into the list, consent always set, no silent resubscribing."""
+
+import pytest
+
+from destinations import AuthError, FatalError, RowRejected
+from sandbox.bundle import LIST_ID
+
+HEADER = ["Email", "Name", "Tier", "Consent"]
+MATCHING = {"email": "Email", "attributes": {"name": "Name", "Tier": "Tier"}}
+
+
+@pytest.fixture
+def campaign_monitor(build):
+    return build("campaign_monitor", {"list_id": LIST_ID}, MATCHING, HEADER)
+
+
+def test_a_subscriber_has_name_custom_fields_and_consent_unchanged_by_default(campaign_monitor):
+    assert campaign_monitor.item("ana@example.com", ["ana@example.com", "Ana Silva", "gold", ""]) == {
+        "EmailAddress": "ana@example.com", "Name": "Ana Silva", "ConsentToTrack": "Unchanged",
+        "CustomFields": [{"Key": "Tier", "Value": "gold"}]}
+
+
+def test_a_consent_column_sets_consent_to_track_per_row(build):
+    cm = build("campaign_monitor", {"list_id": LIST_ID}, {**MATCHING, "consent": "Consent"}, HEADER)
+    assert cm.item("a@example.com", ["a@example.com", "", "", "yes"])["ConsentToTrack"] == "Yes"
+    assert cm.item("b@example.com", ["b@example.com", "", "", ""])["ConsentToTrack"] == "No"
+
+
+def test_a_custom_field_over_250_characters_is_refused_before_sending(campaign_monitor):
+    with pytest.raises(RowRejected, match="custom field Tier longer than 250 characters"):
+        campaign_monitor.item("a@example.com", ["a@example.com", "", "x" * 251, ""])
+
+
+def test_an_import_of_1000_lands_in_the_list(campaign_monitor, stand_ins):
+    items = [campaign_monitor.item(f"u{i}@example.com", [f"u{i}@example.com", "", "", ""]) for i in range(1000)]
+    assert campaign_monitor.send(items) == {}
+    assert stand_ins.campaign_monitor.active(LIST_ID) == {f"u{i}@example.com" for i in range(1000)}
+
+
+def test_suppressed_and_unsubscribed_addresses_are_reported_per_address(campaign_monitor, stand_ins, monkeypatch):
+    monkeypatch.setattr(stand_ins.campaign_monitor, "suppressed", {"gone@example.com"})
+    items = [campaign_monitor.item(e, [e, "", "", ""]) for e in ("ok@example.com", "gone@example.com")]
+    refused = campaign_monitor.send(items)
+    assert refused == {1: "Campaign Monitor: In Suppression List (code 204)"}
+    assert stand_ins.campaign_monitor.active(LIST_ID) == {"ok@example.com"}
+
+
+def test_people_who_unsubscribed_stay_unsubscribed_unless_the_export_says_resubscribe(build, stand_ins):
+    stand_ins.campaign_monitor.lists[LIST_ID]["left@example.com"] = {
+        "Name": "", "ConsentToTrack": "Unchanged", "CustomFields": {}, "State": "Unsubscribed"}
+    cm = build("campaign_monitor", {"list_id": LIST_ID}, MATCHING, HEADER)
+    refused = cm.send([cm.item("left@example.com", ["left@example.com", "", "", ""])])
+    assert refused == {0: "Campaign Monitor: Is Unsubscribed (code 206)"}
+    assert "left@example.com" not in stand_ins.campaign_monitor.active(LIST_ID)
+    opted_back = build("campaign_monitor", {"list_id": LIST_ID, "resubscribe": True}, MATCHING, HEADER)
+    assert opted_back.send([opted_back.item("left@example.com", ["left@example.com", "", "", ""])]) == {}
+    assert "left@example.com" in stand_ins.campaign_monitor.active(LIST_ID)
+
+
+def test_an_unknown_list_fails_the_batch_with_the_vendor_message(build):
+    cm = build("campaign_monitor", {"list_id": "nope"}, MATCHING, HEADER)
+    with pytest.raises(FatalError, match=r"Campaign Monitor refused the request \(404\): Invalid ListID"):
+        cm.send([cm.item("a@example.com", ["a@example.com", "", "", ""])])
+
+
+def test_a_wrong_api_key_is_an_auth_error(build):
+    cm = build("campaign_monitor", {"list_id": LIST_ID}, MATCHING, HEADER, credentials={"api_key": "bad-key-9"})
+    with pytest.raises(AuthError) as caught:
+        cm.send([cm.item("a@example.com", ["a@example.com", "", "", ""])])
+    assert "bad-key-9" not in str(caught.value)

@@ -1,0 +1,66 @@
+"""Omnisend: contacts tagged through asynchronous batches, consent respected, per-item errors read back."""
+
+import pytest
+
+from destinations import AuthError, RowRejected
+from destinations.omnisend import Omnisend
+
+HEADER = ["Email", "First", "Country", "Consent", "Tier"]
+MATCHING = {"email": "Email", "consent": "Consent",
+            "attributes": {"first_name": "First", "country_code": "Country", "tier": "Tier"}}
+
+
+@pytest.fixture
+def omnisend(build):
+    return build("omnisend", {"tag": "vip"}, MATCHING, HEADER)
+
+
+def test_a_contact_is_tagged_and_subscribed_only_with_explicit_consent(omnisend):
+    yes = omnisend.item("ana@example.com", ["ana@example.com", "Ana", "PT", "yes", "gold"])
+    assert yes == {"identifiers": [{"type": "email", "id": "ana@example.com",
+                                    "channels": {"email": {"status": "subscribed"}}}],
+                   "tags": ["vip"], "firstName": "Ana", "countryCode": "PT", "customProperties": {"tier": "gold"}}
+    for consent in ("", "no", "unknown"):
+        contact = omnisend.item("b@example.com", ["b@example.com", "", "", consent, ""])
+        assert contact["identifiers"][0]["channels"]["email"]["status"] == "nonSubscribed"
+
+
+def test_the_default_tag_is_the_export_name(build):
+    omnisend = build("omnisend", {}, {"email": "Email"}, HEADER)
+    assert omnisend.target["tag"] == "test-omnisend"
+
+
+def test_identify_refuses_invalid_addresses():
+    with pytest.raises(RowRejected):
+        Omnisend.identify("ana@@example.com")
+
+
+def test_a_batch_is_polled_until_finished_and_contacts_carry_the_tag(omnisend, stand_ins, monkeypatch):
+    monkeypatch.setattr(stand_ins.omnisend, "finish_after_polls", 2)
+    items = [omnisend.item(f"u{i}@example.com", [f"u{i}@example.com", "", "", "", ""]) for i in range(100)]
+    assert omnisend.send(items) == {}
+    assert stand_ins.omnisend.tagged("vip") == {f"u{i}@example.com" for i in range(100)}
+    assert len(stand_ins.omnisend.requests("GET", r"/api/batches/[^/]+")) == 3
+
+
+def test_per_item_errors_are_read_from_the_batch_items(omnisend, stand_ins, monkeypatch):
+    monkeypatch.setattr(stand_ins.omnisend, "refuse_emails", {"blocked@example.com"})
+    items = [omnisend.item(e, [e, "", "", "", ""]) for e in ("ok@example.com", "blocked@example.com")]
+    refused = omnisend.send(items)
+    assert list(refused) == [1] and refused[1].startswith("Omnisend: ")
+    assert stand_ins.omnisend.tagged("vip") == {"ok@example.com"}
+
+
+def test_a_stopped_batch_reports_the_unprocessed_contacts(omnisend, stand_ins, monkeypatch):
+    monkeypatch.setattr(stand_ins.omnisend, "stop_batches", True)
+    items = [omnisend.item(f"s{i}@example.com", [f"s{i}@example.com", "", "", "", ""]) for i in range(10)]
+    refused = omnisend.send(items)
+    assert set(refused) == set(range(5, 10))
+    assert all(reason == "Omnisend stopped the batch before this contact was processed" for reason in refused.values())
+
+
+def test_a_wrong_api_key_is_an_auth_error(build):
+    omnisend = build("omnisend", {"tag": "vip"}, MATCHING, HEADER, credentials={"api_key": "nope-key"})
+    with pytest.raises(AuthError) as caught:
+        omnisend.send([omnisend.item("a@example.com", ["a@example.com", "", "", "", ""])])
+    assert "nope-key" not in str(caught.value)

@@ -1,0 +1,134 @@
+"""HTTP routes, called as the Functions host calls them: built functions, real requests, real storage.
+
+The Durable client is the one thing replaced (it talks to the Functions host, which does
+not run here); definitions and runs are read from and written to Azurite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+import pytest
+from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+
+import function_app
+from destinations import SPECS
+from shared.engine import Services
+from tests.support import connection_of
+
+
+class DurableClient:
+    """Records starts; reports the export's instance as running when told to."""
+
+    def __init__(self, running: bool = False):
+        self.running, self.started = running, []
+
+    async def get_status(self, instance_id: str):
+        status = df.OrchestrationRuntimeStatus.Running if self.running else df.OrchestrationRuntimeStatus.Completed
+        return DurableOrchestrationStatus(runtimeStatus=status.value, instanceId=instance_id)
+
+    async def start_new(self, name: str, instance_id: str | None = None, client_input: Any = None) -> str:
+        json.dumps(client_input)
+        self.started.append((name, instance_id, client_input))
+        return instance_id
+
+    def create_http_management_payload(self, instance_id: str) -> dict[str, str]:
+        return {"id": instance_id, "statusQueryGetUri": f"https://app/runtime/webhooks/durabletask/instances/{instance_id}"}
+
+
+def call(name: str, method: str, url: str, route_params: dict[str, str], body: Any = None,
+         headers: dict[str, str] | None = None, client: DurableClient | None = None) -> func.HttpResponse:
+    request = func.HttpRequest(method, url, headers=headers or {}, route_params=route_params,
+                               body=json.dumps(body).encode() if body is not None else b"")
+    user_function = getattr(function_app, name).build().get_user_function()
+    if client is not None:
+        # The built function wraps the user code in a middleware that builds the real client
+        # from the host's binding data; the user code beneath takes the client itself.
+        return asyncio.run(user_function.__wrapped__(request, client))
+    return user_function(request)
+
+
+def principal(*roles: str, name: str = "ana@contoso.com") -> dict[str, str]:
+    claims = [{"typ": "roles", "val": role} for role in roles] + [{"typ": "name", "val": name}]
+    encoded = base64.b64encode(json.dumps({"auth_typ": "aad", "claims": claims}).encode()).decode()
+    return {"x-ms-client-principal": encoded}
+
+
+@pytest.fixture
+def defined(app_env, stand_ins, unique):
+    """A stored Braze connection (admins only) and export."""
+    store = Services.current().storage.definitions(SPECS, allow_local=True)
+    connection = {**connection_of(stand_ins, "braze"), "name": f"braze-{unique}", "usable_by": ["admin"]}
+    store.put_connection(connection)
+    export = {"name": f"vip-{unique}", "display_name": "VIP", "connection": connection["name"],
+              "segments": [f"{unique}/vip.csv"], "target": {"segment_id": "vip"},
+              "matching": {"email": "Email", "customer_id": "CustomerId"}}
+    store.put_export(export)
+    return export
+
+
+def test_starting_a_run_answers_202_with_run_id_and_status_links(defined):
+    client = DurableClient()
+    response = call("start_run", "POST", f"/api/exports/{defined['name']}/runs", {"name": defined["name"]},
+                    client=client)
+    assert response.status_code == 202
+    body = json.loads(response.get_body())
+    assert body["instance_id"] == f"export-{defined['name']}" and body["statusQueryGetUri"]
+    assert body["report"] == f"/api/exports/{defined['name']}/runs/{body['run_id']}"
+    name, instance, run_input = client.started[0]
+    assert (name, instance) == ("export_run", f"export-{defined['name']}")
+    assert run_input["export"]["name"] == defined["name"] and run_input["trigger"] == "http"
+    assert "api_key" not in json.dumps(run_input)  # the run input names the secret, never holds it
+
+
+def test_an_unknown_export_is_404_and_a_running_one_is_409(defined):
+    response = call("start_run", "POST", "/api/exports/nope/runs", {"name": "nope"}, client=DurableClient())
+    assert response.status_code == 404 and "unknown export" in response.get_body().decode()
+    busy = DurableClient(running=True)
+    response = call("start_run", "POST", f"/api/exports/{defined['name']}/runs", {"name": defined["name"]},
+                    client=busy)
+    assert response.status_code == 409 and busy.started == []
+
+
+def test_a_contributor_may_not_use_an_admins_only_connection(defined):
+    response = call("start_run", "POST", f"/api/exports/{defined['name']}/runs", {"name": defined["name"]},
+                    headers=principal("contributor"), client=DurableClient())
+    assert response.status_code == 403
+    response = call("start_run", "POST", f"/api/exports/{defined['name']}/runs", {"name": defined["name"]},
+                    headers=principal("admin"), client=DurableClient())
+    assert response.status_code == 202
+
+
+def test_putting_an_invalid_export_lists_every_problem(defined):
+    bad = {**defined, "matching": {}, "target": {}}
+    response = call("put_export", "PUT", f"/api/exports/{defined['name']}", {"name": defined["name"]}, body=bad,
+                    headers=principal("admin"))
+    assert response.status_code == 400
+    problems = json.loads(response.get_body())["problems"]
+    assert any("matching.email: is required" in p for p in problems)
+    assert any("matching.customer_id: is required for Braze" in p for p in problems)
+    assert any("target.segment_id: is required" in p for p in problems)
+
+
+def test_managing_connections_needs_the_admin_role(app_env, stand_ins, unique):
+    document = {**connection_of(stand_ins, "snapchat"), "name": f"snap-{unique}"}
+    url, params = f"/api/connections/snap-{unique}", {"name": f"snap-{unique}"}
+    def put(**headers):
+        return call("put_connection", "PUT", url, params, body=document, headers=headers).status_code
+
+    assert put() == 403
+    assert put(**principal("contributor")) == 403
+    assert put(**principal("admin")) == 200
+    listed = json.loads(call("list_connections", "GET", "/api/connections", {}).get_body())["connections"]
+    assert {"name": f"snap-{unique}", "type": "snapchat", "display_name": "Snapchat (sandbox)",
+            "usable_by": ["admin", "contributor"]} in listed
+
+
+def test_a_run_status_is_404_until_the_run_exists(app_env):
+    response = call("get_run", "GET", "/api/exports/x/runs/nope", {"name": "x", "run_id": "nope"})
+    assert response.status_code == 404

@@ -1,0 +1,229 @@
+"""Whole runs through the local runner: function_app's orchestrations, Azurite, the vendor stand-ins.
+
+Each run is checked three ways: the audience the stand-in holds, the report's counts and
+reasons, and the accounting invariant (input rows = delivered + rejected + skipped).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+
+import pytest
+
+import function_app
+from runner import run_export
+from sandbox.bundle import AUDIENCE_ID, LIST_ID
+from shared.engine import Services
+from tests.support import assert_accounted, connection_of, upload_segment
+
+HEADER = "CustomerId,Email,Name,Consent"
+SPECIAL_ROWS = [
+    "C1, Ana@Example.com ,Ana,yes",  # 1 valid, odd case and spaces
+    "C2,ben@example.com,Ben,no",  # 2 valid
+    "C3,not-an-email,Cy,",  # 3 invalid email
+    "C1,ana@example.com,Ana again,",  # 4 duplicate of row 1 (same email, same customer id)
+    "C5,,Eve,",  # 5 no email (Braze: still a member)
+    ",carl@example.com,Carl,",  # 6 no customer id (Braze: skipped)
+    'C7,dora@example.com,"Dora, the ""explorer""\nsecond line",yes',  # 7 quoted comma, quote, newline
+    "C8,fred@example.com",  # 8 too few fields
+    "C9,blocked@example.com,Bob,",  # 9 refused by the vendor
+]
+GENERATED = 60  # rows 10..69: enough for several chunks and batches
+BLOCKED = "blocked@example.com"
+
+
+def segment_text() -> str:
+    generated = [f"G{i},person{i}@example.com,Person {i}," for i in range(GENERATED)]
+    return "\r\n".join([HEADER, *SPECIAL_ROWS, *generated]) + "\r\n"
+
+
+VALID = {"ana@example.com", "ben@example.com", "carl@example.com", "dora@example.com", BLOCKED} | {
+    f"person{i}@example.com" for i in range(GENERATED)}
+INPUT_ROWS = len(SPECIAL_ROWS) + GENERATED
+
+
+def export_for(type_: str, unique: str, path: str) -> dict:
+    base = {"name": f"t-{type_.replace('_', '-')}-{unique}", "display_name": "test", "segments": [path],
+            "connection": f"sandbox-{type_.replace('_', '-')}"}
+    return {
+        "snapchat": {**base, "target": {"audience_id": AUDIENCE_ID}, "matching": {"email": "Email"}},
+        "braze": {**base, "target": {"segment_id": "t"},
+                  "matching": {"email": "Email", "customer_id": "CustomerId", "attributes": {"first_name": "Name"}}},
+        "omnisend": {**base, "target": {"tag": "t"}, "matching": {"email": "Email", "consent": "Consent"}},
+        "campaign_monitor": {**base, "target": {"list_id": LIST_ID},
+                             "matching": {"email": "Email", "attributes": {"name": "Name"}}},
+    }[type_]
+
+
+def small_batches(stand_ins, type_: str) -> dict:
+    connection = connection_of(stand_ins, type_)
+    connection["settings"].update(batch_size=7, parallel_chunks=3)
+    return connection
+
+
+@pytest.fixture
+def refusing(stand_ins, monkeypatch):
+    """Every vendor refuses BLOCKED its own way (Snapchat cannot refuse single identifiers)."""
+    monkeypatch.setattr(stand_ins.braze, "refuse_emails", {BLOCKED})
+    monkeypatch.setattr(stand_ins.omnisend, "refuse_emails", {BLOCKED})
+    monkeypatch.setattr(stand_ins.campaign_monitor, "suppressed", {BLOCKED})
+    return stand_ins
+
+
+def held(stand_ins, type_: str) -> set[str]:
+    return {"snapchat": lambda: set(stand_ins.snapchat.audiences[AUDIENCE_ID]),
+            "braze": lambda: stand_ins.braze.members("segment_t"),
+            "omnisend": lambda: stand_ins.omnisend.tagged("t"),
+            "campaign_monitor": lambda: stand_ins.campaign_monitor.active(LIST_ID)}[type_]()
+
+
+def expected(type_: str) -> set[str]:
+    if type_ == "snapchat":
+        return {hashlib.sha256(email.encode()).hexdigest() for email in VALID}
+    if type_ == "braze":
+        return {"C1", "C2", "C5", "C7"} | {f"G{i}" for i in range(GENERATED)}
+    return VALID - {BLOCKED}
+
+
+@pytest.mark.parametrize("type_", ["snapchat", "braze", "omnisend", "campaign_monitor"])
+def test_a_run_delivers_every_valid_profile_and_accounts_for_every_row(type_, app_env, refusing, storage, unique,
+                                                                       monkeypatch):
+    monkeypatch.setenv("CHUNK_ROWS", "20")
+    path = upload_segment(storage, f"{unique}/segment.csv", segment_text())
+    report = run_export(export_for(type_, unique, path), small_batches(refusing, type_))
+
+    assert report["status"] == "succeeded", report["error"]
+    assert held(refusing, type_) == expected(type_)
+    assert_accounted(report)
+    destination = report["destination"]
+    assert destination["input_rows"] == INPUT_ROWS
+    assert report["chunks"] > 1
+    reasons = destination["reasons"]
+    assert reasons["rejected"]["invalid email: no @"] == 1
+    assert reasons["rejected"]["row has 2 fields, the header has 4"] == 1
+    assert reasons["skipped"]["duplicate of an earlier row"] == 1
+    if type_ == "braze":
+        assert reasons["skipped"] == {"duplicate of an earlier row": 1, "missing customer id": 1}
+    else:
+        assert reasons["skipped"] == {"duplicate of an earlier row": 1, "missing email": 1}
+    vendor_refusals = {reason: n for reason, n in reasons["rejected"].items()
+                       if not reason.startswith(("invalid", "row"))}
+    assert sum(vendor_refusals.values()) == (0 if type_ == "snapchat" else 1)
+    assert destination["delivered"] == len(expected(type_))
+
+
+def test_the_rejected_rows_file_lists_row_identifier_reason_and_who_refused(app_env, refusing, storage, unique,
+                                                                            monkeypatch):
+    monkeypatch.setenv("CHUNK_ROWS", "20")
+    path = upload_segment(storage, f"{unique}/segment.csv", segment_text())
+    report = run_export(export_for("campaign_monitor", unique, path), small_batches(refusing, "campaign_monitor"))
+    blob = report["destination"]["rejected_rows_file"]
+    text = storage.container("export-runs").download_blob(blob).readall().decode()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["row"], r["identifier"], r["reason"], r["refused_by"]) for r in rows] == [
+        ("3", "not-an-email", "invalid email: no @", "export"),
+        ("8", "fred@example.com", "row has 2 fields, the header has 4", "export"),
+        ("9", BLOCKED, "Campaign Monitor: In Suppression List (code 204)", "Campaign Monitor"),
+    ]
+    assert {r["segment"] for r in rows} == {path}
+
+
+def test_omnisend_subscribes_only_rows_whose_consent_column_says_yes(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/segment.csv", segment_text())
+    run_export(export_for("omnisend", unique, path), connection_of(stand_ins, "omnisend"))
+    subscribed = {e for e, c in stand_ins.omnisend.contacts.items() if c["status"] == "subscribed"}
+    assert subscribed == {"ana@example.com", "dora@example.com"}
+
+
+def test_duplicates_are_found_across_all_segments_of_an_export(app_env, stand_ins, storage, unique):
+    first = upload_segment(storage, f"{unique}/a.csv", "Email\nana@example.com\nben@example.com\n")
+    second = upload_segment(storage, f"{unique}/b.csv", "email\nBEN@example.com\ncy@example.com\n")
+    export = {**export_for("campaign_monitor", unique, first), "segments": [first, second],
+              "matching": {"email": "Email"}}
+    report = run_export(export, connection_of(stand_ins, "campaign_monitor"))
+    assert_accounted(report)
+    assert report["destination"]["delivered"] == 3 and report["destination"]["skipped"] == 1
+    assert [s["rows"] for s in report["segments"]] == [2, 2]
+
+
+def test_a_missing_mapped_column_fails_the_run_before_anything_is_sent(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/segment.csv", "Mail,Name\nana@example.com,Ana\n")
+    report = run_export(export_for("campaign_monitor", unique, path), connection_of(stand_ins, "campaign_monitor"))
+    assert report["status"] == "failed"
+    assert report["error"] == (f'segment {path}: mapped column(s) "Email" not found; the file has "Mail", "Name"')
+    assert stand_ins.campaign_monitor.log == []
+
+
+def test_a_connection_without_recorded_consent_cannot_be_used(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/segment.csv", segment_text())
+    connection = {**connection_of(stand_ins, "braze"), "consent": None}
+    report = run_export(export_for("braze", unique, path), connection)
+    assert report["status"] == "failed"
+    assert "has no recorded privacy consent" in report["error"]
+    assert stand_ins.braze.log == []
+
+
+def test_a_wrong_api_key_fails_the_destination_and_every_sendable_row_is_reported_not_sent(
+        app_env, stand_ins, storage, unique, monkeypatch):
+    monkeypatch.setenv("CHUNK_ROWS", "20")
+    secrets = json.loads(app_env.read_text())
+    secrets["sandbox-braze"]["api_key"] = "wrong-key-value"
+    wrong = app_env.with_name("wrong.secrets.json")
+    wrong.write_text(json.dumps(secrets))
+    monkeypatch.setenv("LOCAL_SECRETS_FILE", str(wrong))
+    path = upload_segment(storage, f"{unique}/segment.csv", segment_text())
+    report = run_export(export_for("braze", unique, path), small_batches(stand_ins, "braze"))
+    destination = report["destination"]
+    assert report["status"] == "failed" and destination["status"] == "failed"
+    assert destination["error"].startswith("Braze refused the credentials (401)")
+    assert "wrong-key-value" not in json.dumps(report)
+    assert_accounted(report)
+    assert destination["delivered"] == 0
+    not_sent = sum(n for reason, n in destination["reasons"]["rejected"].items() if "refused the credentials" in reason)
+    assert not_sent == len(expected("braze") | {"C9"})  # nobody refuses C9 here: it was sendable
+    # After the first refusal no chunk tried again: one request per chunk at most, not one per batch.
+    assert len(stand_ins.braze.log) <= report["chunks"]
+
+
+def test_an_unknown_audience_fails_with_the_vendors_message(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/segment.csv", segment_text())
+    export = {**export_for("snapchat", unique, path), "target": {"audience_id": "missing-audience"}}
+    report = run_export(export, connection_of(stand_ins, "snapchat"))
+    assert report["status"] == "failed"
+    assert "Segment missing-audience not found" in report["error"]
+    assert_accounted(report)
+
+
+def test_a_missing_segment_blob_fails_the_run_with_its_name(app_env, stand_ins, unique):
+    report = run_export(export_for("omnisend", unique, f"{unique}/absent.csv"), connection_of(stand_ins, "omnisend"))
+    assert report["status"] == "failed"
+    assert report["error"] == f"segment {unique}/absent.csv was not found in container segments"
+
+
+def test_the_run_status_route_serves_the_finished_report(app_env, stand_ins, storage, unique):
+    import azure.functions as func
+
+    path = upload_segment(storage, f"{unique}/segment.csv", segment_text())
+    report = run_export(export_for("snapchat", unique, path), connection_of(stand_ins, "snapchat"))
+    name = report["export"]
+    request = func.HttpRequest("GET", f"/api/exports/{name}/runs/{report['run_id']}", body=b"",
+                               route_params={"name": name, "run_id": report["run_id"]})
+    response = function_app.get_run.build().get_user_function()(request)
+    assert response.status_code == 200
+    assert json.loads(response.get_body()) == report
+    assert Services.current().runs.run_ids(name) == [report["run_id"]]
+
+
+def test_a_chunk_run_twice_is_not_sent_twice(app_env, stand_ins, storage, unique):
+    from shared.engine import export_chunk
+
+    path = upload_segment(storage, f"{unique}/segment.csv", segment_text())
+    report = run_export(export_for("campaign_monitor", unique, path), connection_of(stand_ins, "campaign_monitor"))
+    requests_before = len(stand_ins.campaign_monitor.log)
+    again = export_chunk({"export": report["export"], "run_id": report["run_id"], "chunk": 0, "abandon": None},
+                         Services.current())
+    assert len(stand_ins.campaign_monitor.log) == requests_before
+    assert again["delivered"] == report["destination"]["delivered"]

@@ -1,0 +1,28 @@
+"""Helpers the tests share: uploading segments, sandbox connections, the accounting invariant."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sandbox.bundle import Sandbox
+from shared.state import Storage
+
+
+def upload_segment(storage: Storage, path: str, text: str | bytes) -> str:
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    storage.container("segments").upload_blob(path, data, overwrite=True)
+    return path
+
+
+def connection_of(sandbox: Sandbox, type_: str) -> dict[str, Any]:
+    return next(json.loads(json.dumps(c)) for c in sandbox.connections() if c["type"] == type_)
+
+
+def assert_accounted(report: dict[str, Any]) -> None:
+    """The run accounting invariant: every input row delivered, rejected or skipped."""
+    destination = report["destination"]
+    assert destination["input_rows"] == destination["delivered"] + destination["rejected"] + destination["skipped"]
+    assert destination["accounting_ok"] is True
+    assert sum(destination["reasons"]["rejected"].values()) == destination["rejected"]
+    assert sum(destination["reasons"]["skipped"].values()) == destination["skipped"]

@@ -1,0 +1,56 @@
+"""Identifiers: normalisation, validation and hashing that every destination relies on."""
+
+import hashlib
+
+import pytest
+
+from shared.profiles import consent_given, email_problem, is_sha256_hex, normalise_email, sha256_hex
+
+
+def test_normalising_trims_and_lowercases():
+    assert normalise_email("  Ana.Silva@Example.COM\t") == "ana.silva@example.com"
+
+
+@pytest.mark.parametrize("email", [
+    "ana@example.com", "ana.silva+vip@mail.example.org", "o'brien@example.ie", "x@sub.domain.co.uk",
+    "user@xn--bcher-kva.example",
+])
+def test_common_addresses_are_valid(email):
+    assert email_problem(email) is None
+
+
+@pytest.mark.parametrize(("email", "reason"), [
+    ("ana.example.com", "invalid email: no @"),
+    ("ana@@example.com", "invalid email: more than one @"),
+    ("ana silva@example.com", "invalid email: contains whitespace"),
+    ("@example.com", "invalid email: nothing before @"),
+    ("ana..silva@example.com", "invalid email: malformed local part"),
+    (".ana@example.com", "invalid email: malformed local part"),
+    ("ana@example", "invalid email: malformed domain"),
+    ("ana@-example.com", "invalid email: malformed domain"),
+    ("ana@example.c0m", "invalid email: malformed domain"),
+    ("josé@example.com", "invalid email: non-ASCII characters"),
+    ("a" * 65 + "@example.com", "invalid email: local part longer than 64 characters"),
+    ("a@" + "b" * 250 + ".com", "invalid email: longer than 254 characters"),
+])
+def test_invalid_addresses_get_a_groupable_reason(email, reason):
+    assert email_problem(email) == reason
+
+
+def test_hash_is_lowercase_hex_sha256_of_the_normalised_value():
+    assert sha256_hex("ana@example.com") == hashlib.sha256(b"ana@example.com").hexdigest()
+
+
+def test_an_already_hashed_value_is_never_hashed_twice():
+    digest = hashlib.sha256(b"ana@example.com").hexdigest()
+    assert is_sha256_hex(digest)
+    assert sha256_hex(digest) == digest
+    assert not is_sha256_hex(digest.upper())  # normalise first: uppercase hex is lowercased by normalise_email
+
+
+@pytest.mark.parametrize(("value", "given"), [
+    ("yes", True), (" YES ", True), ("true", True), ("1", True), ("Subscribed", True), ("opt-in", True),
+    ("no", False), ("", False), ("maybe", False), ("0", False), ("unsubscribed", False),
+])
+def test_only_an_explicit_yes_counts_as_consent(value, given):
+    assert consent_given(value) is given
