@@ -65,6 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runner.console import Progress, summary_table
     from runner.runs import run_export
     from shared.config import DefinitionError
+    from shared.engine import Services
 
     try:
         document, definitions = _definitions(args.config)
@@ -76,9 +77,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(error.args[0], file=sys.stderr)
         return 2
     connection = definitions.connections[export.connection]
+    Services.current().storage.ensure_containers()
     progress = Progress()
     started = time.monotonic()
-    report = run_export(dict(export.document), dict(connection.document), on_activity=progress.track(export.name))
+    try:
+        report = run_export(dict(export.document), dict(connection.document), on_activity=progress.track(export.name))
+    except Exception as error:  # storage unreachable and the like: say what, without a traceback
+        progress.close()
+        print(f"run of {export.name} could not finish: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
     progress.close()
     print(summary_table([report]))
     print(f"\nrun {report['run_id']}: {report['status']} in {time.monotonic() - started:.1f}s; "

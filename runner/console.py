@@ -24,8 +24,8 @@ class Progress:
     `track(label)` returns the hook to give a LocalRunner as `on_result`.
     """
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 24):
-        self._stream = stream
+    def __init__(self, stream: TextIO | None = None, width: int = 24):
+        self._stream = stream or sys.stderr
         self._width = width
         self._lock = threading.Lock()
         self._runs: list[_Run] = []

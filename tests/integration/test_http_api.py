@@ -15,6 +15,7 @@ import azure.durable_functions as df
 import azure.functions as func
 import pytest
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+from azure.functions.timer import TimerRequest
 
 import function_app
 from destinations import SPECS
@@ -132,3 +133,21 @@ def test_managing_connections_needs_the_admin_role(app_env, stand_ins, unique):
 def test_a_run_status_is_404_until_the_run_exists(app_env):
     response = call("get_run", "GET", "/api/exports/x/runs/nope", {"name": "x", "run_id": "nope"})
     assert response.status_code == 404
+
+
+def test_the_schedule_starts_one_run_per_enabled_export(defined, unique):
+    store = Services.current().storage.definitions(SPECS, allow_local=True)
+    store.put_export({**defined, "name": f"off-{unique}", "enabled": False})
+    client = DurableClient()
+    timer = function_app.scheduled_exports.build().get_user_function().__wrapped__
+    asyncio.run(timer(TimerRequest(past_due=False), client))
+    started = {instance for _, instance, _ in client.started}
+    assert f"export-{defined['name']}" in started and f"export-off-{unique}" not in started
+    assert all(run_input["trigger"] == "timer" for _, _, run_input in client.started)
+
+
+def test_the_schedule_leaves_an_export_that_is_still_running(defined):
+    client = DurableClient(running=True)
+    timer = function_app.scheduled_exports.build().get_user_function().__wrapped__
+    asyncio.run(timer(TimerRequest(past_due=False), client))
+    assert client.started == []

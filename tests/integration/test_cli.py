@@ -1,0 +1,63 @@
+"""The command line: validate, run (through the local runner), and the demo end to end."""
+
+from __future__ import annotations
+
+import json
+
+import cli
+from sandbox.bundle import AUDIENCE_ID
+from tests.support import upload_segment
+
+
+def write_definitions(tmp_path, stand_ins, exports):
+    path = tmp_path / "definitions.json"
+    path.write_text(json.dumps({"connections": stand_ins.connections(), "exports": exports}))
+    return str(path)
+
+
+def test_validate_lists_every_problem_and_exits_non_zero(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ALLOW_LOCAL_ENDPOINTS", "false")
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"connections": [{"name": "x", "type": "braze", "display_name": "X",
+                                                 "secret_name": "x", "settings": {}}],
+                                "exports": [{"name": "e", "display_name": "E", "connection": "x",
+                                             "segments": ["a.csv"], "target": {}, "matching": {}}]}))
+    assert cli.main(["validate", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "2 problem(s)" in err
+    assert 'connection "x": settings.rest_endpoint: is required' in err
+    assert 'export "e": matching.email: is required' in err
+
+
+def test_validate_accepts_the_example_and_warns_about_missing_consent(tmp_path, capsys):
+    assert cli.main(["validate", "--config", "examples/exports.json"]) == 0
+    assert "valid (4 connection(s), 4 export(s))" in capsys.readouterr().out
+
+
+def test_run_exports_prints_the_summary_and_writes_the_report(app_env, stand_ins, storage, unique, tmp_path, capsys):
+    path = upload_segment(storage, f"{unique}/c.csv", "Email\nana@example.com\nANA@example.com\nbad\n")
+    export = {"name": f"cli-{unique}", "display_name": "CLI", "connection": "sandbox-snapchat", "segments": [path],
+              "target": {"audience_id": AUDIENCE_ID}, "matching": {"email": "Email"}}
+    config = write_definitions(tmp_path, stand_ins, [export])
+    report_file = tmp_path / "report.json"
+    assert cli.main(["run", "--config", config, "--export", export["name"], "--report", str(report_file)]) == 0
+    out = capsys.readouterr().out
+    assert f"cli-{unique}" in out and "succeeded" in out and "duplicate of an earlier row" in out
+    report = json.loads(report_file.read_text())
+    assert (report["destination"]["delivered"], report["destination"]["rejected"],
+            report["destination"]["skipped"]) == (1, 1, 1)
+
+
+def test_run_of_an_unknown_export_names_the_defined_ones(app_env, stand_ins, tmp_path, capsys):
+    config = write_definitions(tmp_path, stand_ins, [])
+    assert cli.main(["run", "--config", config, "--export", "nope"]) == 2
+    assert 'unknown export "nope" (defined: none)' in capsys.readouterr().err
+
+
+def test_the_demo_verifies_every_audience_against_the_generated_segment(monkeypatch, capsys):
+    for name in ("AzureWebJobsStorage", "LOCAL_SECRETS_FILE", "ALLOW_LOCAL_ENDPOINTS"):
+        monkeypatch.setenv(name, "restored after the test")  # the demo sets its own
+    assert cli.main(["demo", "--profiles", "3000"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" OK") == 5
+    assert "Demo passed" in out

@@ -1,0 +1,139 @@
+"""The one retry and pacing mechanism: what is retried, how long it waits, what it never shows."""
+
+from __future__ import annotations
+
+import email.utils
+from collections import deque
+
+import pytest
+import requests
+
+from sandbox.server import Request, Response, StandIn
+from shared.http import (AuthError, FatalError, HttpClient, Pacer, RetriableError, RetryPolicy, StaticKey,
+                         announced_wait)
+
+
+class Scripted(StandIn):
+    """Answers with the queued responses, one per request, then 200."""
+
+    vendor = "scripted"
+
+    def __init__(self):
+        super().__init__()
+        self.queue: deque[Response] = deque()
+
+    def routes(self):
+        return [("POST", r"/batch", self.answer), ("GET", r"/batch", self.answer)]
+
+    def answer(self, request: Request) -> Response:
+        return self.queue.popleft() if self.queue else Response(200, {"ok": True})
+
+    def state(self):
+        return {}
+
+    def reset(self):
+        self.queue.clear()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with Scripted() as running:
+        yield running
+
+
+@pytest.fixture
+def client(server):
+    server.queue.clear()
+    server.log.clear()
+    waits: list[float] = []
+    http = HttpClient("Vendor", Pacer(10_000), requests.Session(), policy=RetryPolicy(attempts=4, base_delay=0.01),
+                      sleep=waits.append)
+    http.waits = waits
+    return http
+
+
+def response(status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> requests.Response:
+    answer = requests.Response()
+    answer.status_code, answer._content = status, body
+    answer.headers.update(headers or {})
+    return answer
+
+
+def test_every_throttling_signal_in_use_is_read():
+    now = 1_700_000_000.0
+    assert announced_wait(response(429, {"Retry-After": "7"}), lambda: now) == 7
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert announced_wait(response(429, {"Retry-After": date}), lambda: now) == pytest.approx(30, abs=1)
+    assert announced_wait(response(429, {"X-RateLimit-Reset": str(int(now) + 3)}), lambda: now) == 3  # Braze: epoch
+    assert announced_wait(response(429, {"X-Rate-Limit-Reset": "12"}), lambda: now) == 12  # seconds to wait
+    problem = response(429, {"Content-Type": "application/problem+json"}, b'{"retryAfter": 9}')
+    assert announced_wait(problem, lambda: now) == 9  # Omnisend's problem body
+    assert announced_wait(response(429), lambda: now) is None  # Snapchat: a bare 429
+
+
+def test_server_errors_are_retried_with_growing_waits_until_success(server, client):
+    server.queue.extend([Response(503, {}), Response(500, {}), Response(502, {})])
+    assert client.request("POST", f"{server.url}/batch", json={}).status_code == 200
+    assert len(server.log) == 4 and client.stats.retries == 3 and client.stats.server_errors == 3
+    assert client.waits[0] < client.waits[2]
+
+
+def test_an_announced_wait_is_honoured_exactly(server, client):
+    server.queue.append(Response(429, {}, {"Retry-After": "2"}))
+    client.request("POST", f"{server.url}/batch", json={})
+    assert client.waits == [2.0] and client.stats.throttled == 1
+
+
+def test_giving_up_after_the_attempts_says_what_the_vendor_answered(server, client):
+    server.queue.extend([Response(503, {"message": "down for maintenance"})] * 4)
+    with pytest.raises(RetriableError, match=r"Vendor answered 503: down for maintenance \(gave up after 4 attempts\)"):
+        client.request("POST", f"{server.url}/batch", json={})
+
+
+def test_other_client_errors_are_not_retried(server, client):
+    server.queue.append(Response(400, {"message": "bad payload"}))
+    with pytest.raises(FatalError, match=r"Vendor refused the request \(400\): bad payload"):
+        client.request("POST", f"{server.url}/batch", json={})
+    assert len(server.log) == 1
+
+
+def test_a_401_with_a_static_key_fails_at_once_without_echoing_the_key(server, client):
+    server.queue.append(Response(401, {"message": "invalid key"}))
+    with pytest.raises(AuthError) as caught:
+        client.request("POST", f"{server.url}/batch", auth=StaticKey({"Authorization": "Bearer sk-123456"}), json={})
+    assert "sk-123456" not in str(caught.value) and len(server.log) == 1
+
+
+def test_a_dropped_connection_is_retried(server, client, monkeypatch):
+    from sandbox.server import Faults
+
+    monkeypatch.setattr(server, "faults", Faults(drop_before=1.0))
+    with pytest.raises(RetriableError, match="connection failed or dropped"):
+        client.request("POST", f"{server.url}/batch", json={})
+    assert client.stats.network_errors == 4
+
+
+def test_the_pacer_spaces_requests_at_its_rate():
+    now = [0.0]
+    pacer = Pacer(10, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    for _ in range(21):
+        pacer.acquire()
+    assert now[0] == pytest.approx(2.0)
+
+
+def test_a_throttle_window_holds_every_sender_of_the_pacer():
+    now = [0.0]
+    pacer = Pacer(1000, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    pacer.hold(5)
+    pacer.acquire()
+    assert now[0] >= 5
+
+
+def test_a_pacer_shared_by_activities_gives_each_host_its_share():
+    pacer = Pacer(100)
+    pacer.join(0.25)
+    assert pacer.rate == 25
+    pacer.join(0.25)
+    assert pacer.rate == 50
+    pacer.leave(0.5)
+    assert pacer.rate == 100  # nobody registered: the whole limit
