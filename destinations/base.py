@@ -3,8 +3,8 @@
 A destination module declares a `SPEC` (its settings, export target, credentials, limits:
 what `shared.config` validates) and a `Destination` subclass with three parts:
 
-- `identify(value)`: the row's identifier (email or customer id) as the vendor keys it;
-  also the key for deduplication. Raises `RowRejected` for an invalid one.
+- `identify(value)`: the row's identifier as the vendor keys it (by default a normalised,
+  checked email); also the key for deduplication. Raises `RowRejected` for an invalid one.
 - `item(key, fields)`: the vendor's JSON for one profile. Raises `RowRejected` for a row
   the vendor would refuse (a field too long, an invalid optional email).
 - `send(items)`: one request's worth (a *batch*); returns the vendor's per-item refusals
@@ -31,6 +31,7 @@ import requests
 
 from shared.config import Connection, DestinationSpec, Export
 from shared.http import AuthError, Credentials, DestinationError, FatalError, HttpClient, RetriableError, vendor_message
+from shared.profiles import email_problem, normalise_email
 
 __all__ = [
     "AuthError",
@@ -72,9 +73,17 @@ class Destination(ABC):
         return self.settings["batch_size"]
 
     @staticmethod
-    @abstractmethod
     def identify(value: str) -> str:
-        """The key of a row from its (non-empty) identifier; RowRejected if it is invalid."""
+        """The key of a row from its (non-empty) identifier; RowRejected if it is invalid.
+
+        By default the identifier is an email, normalised and checked; destinations keyed
+        otherwise (Braze's customer id, Snapchat's hash) override this.
+        """
+        email = normalise_email(value)
+        problem = email_problem(email)
+        if problem:
+            raise RowRejected(problem)
+        return email
 
     @abstractmethod
     def item(self, key: str, fields: Sequence[str]) -> Any:

@@ -17,7 +17,7 @@ import requests
 
 from shared.config import DestinationSpec, Setting
 from shared.http import RefreshingBearer, StaticKey, TokenSource, json_body, vendor_message
-from shared.profiles import consent_given, email_problem, normalise_email
+from shared.profiles import consent_given, normalise_email
 
 from .base import Destination, RowRejected
 
@@ -58,14 +58,6 @@ class CampaignMonitor(Destination):
         if credentials.get("api_key") or (credentials.get("access_token") and credentials.get("refresh_token")):
             return None
         return "lacks the field api_key (or access_token and refresh_token for OAuth)"
-
-    @staticmethod
-    def identify(value: str) -> str:
-        email = normalise_email(value)
-        problem = email_problem(email)
-        if problem:
-            raise RowRejected(problem)
-        return email
 
     def item(self, key: str, fields: Sequence[str]) -> dict[str, Any]:
         consent_column = self.columns.get("consent")

@@ -17,9 +17,9 @@ import requests
 
 from shared.config import DestinationSpec, Setting
 from shared.http import FatalError, StaticKey, json_body, vendor_message
-from shared.profiles import consent_given, email_problem, normalise_email
+from shared.profiles import consent_given
 
-from .base import Destination, RowRejected
+from .base import Destination
 
 API_VERSION = "2026-03-15"
 # Matching attribute -> Omnisend contact field; any other attribute becomes a custom property.
@@ -49,14 +49,6 @@ SPEC = DestinationSpec(
 
 class Omnisend(Destination):
     SPEC = SPEC
-
-    @staticmethod
-    def identify(value: str) -> str:
-        email = normalise_email(value)
-        problem = email_problem(email)
-        if problem:
-            raise RowRejected(problem)
-        return email
 
     def item(self, key: str, fields: Sequence[str]) -> dict[str, Any]:
         consent = self.columns.get("consent")

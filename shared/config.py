@@ -250,6 +250,16 @@ class _Checker:
         self.object = f'{kind} "{name}"' if isinstance(name, str) and name else f"{kind} (unnamed)"
         self.problems: list[Problem] = []
 
+    @classmethod
+    def of(cls, kind: str, document: Any, known_keys: Iterable[str]) -> _Checker:
+        """A checker for a document that must be a JSON object with only `known_keys`."""
+        check = cls(kind, document)
+        if not isinstance(document, dict):
+            check.add("(document)", f"must be a JSON object, got {_shown(document)}")
+            check.raise_if_any()
+        check.unknown_keys(document, known_keys)
+        return check
+
     def add(self, field_name: str, message: str) -> None:
         self.problems.append(Problem(self.object, field_name, message))
 
@@ -305,11 +315,7 @@ _EXPORT_KEYS = ("name", "display_name", "connection", "segments", "target", "mat
 
 def parse_connection(document: Any, specs: Mapping[str, DestinationSpec], *, allow_local: bool = False) -> Connection:
     """Validate a connection document and return its model; raises DefinitionError."""
-    check = _Checker("connection", document)
-    if not isinstance(document, dict):
-        check.add("(document)", f"must be a JSON object, got {_shown(document)}")
-        check.raise_if_any()
-    check.unknown_keys(document, _CONNECTION_KEYS)
+    check = _Checker.of("connection", document, _CONNECTION_KEYS)
     name = check.string(document, "name", pattern=_NAME, rule=_NAME_RULE)
     kind = check.string(document, "type")
     spec = specs.get(kind) if kind else None
@@ -342,11 +348,7 @@ def parse_connection(document: Any, specs: Mapping[str, DestinationSpec], *, all
 
 def parse_export(document: Any, connections: Mapping[str, Connection], specs: Mapping[str, DestinationSpec]) -> Export:
     """Validate an export document against the known connections; raises DefinitionError."""
-    check = _Checker("export", document)
-    if not isinstance(document, dict):
-        check.add("(document)", f"must be a JSON object, got {_shown(document)}")
-        check.raise_if_any()
-    check.unknown_keys(document, _EXPORT_KEYS)
+    check = _Checker.of("export", document, _EXPORT_KEYS)
     name = check.string(document, "name", pattern=_NAME, rule=_NAME_RULE)
     display_name = check.string(document, "display_name")
     connection_name = check.string(document, "connection")

@@ -9,8 +9,7 @@ import pytest
 import requests
 
 from sandbox.server import Request, Response, StandIn
-from shared.http import (AuthError, FatalError, HttpClient, Pacer, RetriableError, RetryPolicy, StaticKey,
-                         announced_wait)
+from shared.http import AuthError, FatalError, HttpClient, Pacer, RetriableError, RetryPolicy, StaticKey, announced_wait
 
 
 class Scripted(StandIn):
