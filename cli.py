@@ -1,9 +1,9 @@
 """Command line of the segment exporter: run exports locally, validate definitions, demo, sandbox.
 
-    python cli.py run --config exports.json --export NAME [--report report.json]
+    python cli.py run --config exports.json --export NAME [--report report.json] [--resume RUN_ID]
     python cli.py validate --config exports.json
     python cli.py publish --config exports.json      store the definitions in the exports container
-    python cli.py sandbox [--write-config DIR]       the four vendor stand-ins, until Ctrl-C
+    python cli.py sandbox [--write-config DIR] [--faults JSON]   the four vendor stand-ins, until Ctrl-C
     python cli.py demo [--profiles N]                the whole product on this machine (make demo)
 
 Settings come from the environment, completed by `local.settings.json` (its "Values", as
@@ -81,7 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = Progress()
     started = time.monotonic()
     try:
-        report = run_export(dict(export.document), dict(connection.document), on_activity=progress.track(export.name))
+        report = run_export(dict(export.document), dict(connection.document), on_activity=progress.track(export.name),
+                            resume=args.resume)
     except Exception as error:  # storage unreachable and the like: say what, without a traceback
         progress.close()
         print(f"run of {export.name} could not finish: {type(error).__name__}: {error}", file=sys.stderr)
@@ -114,8 +115,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.bundle import Sandbox
+    from sandbox.server import Faults
 
-    with Sandbox(rate_limited=not args.unthrottled) as sandbox:
+    _stop_on_sigterm()
+    faults = Faults(**json.loads(args.faults)) if args.faults else None
+    with Sandbox(rate_limited=not args.unthrottled, faults=faults, latency_s=args.latency_ms / 1000) as sandbox:
         for name, stand_in in sandbox.stand_ins.items():
             print(f"{name:<17} {stand_in.url}")
         if args.write_config:
@@ -124,14 +128,24 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             sandbox.write_secrets(str(folder / "local.secrets.json"))
             (folder / "connections.json").write_text(
                 json.dumps({"connections": sandbox.connections(), "exports": []}, indent=2), encoding="utf-8")
+            # Written last: its presence tells a waiting process that everything is ready.
+            (folder / "stand-ins.json").write_text(
+                json.dumps({name: s.url for name, s in sandbox.stand_ins.items()}), encoding="utf-8")
             print(f"wrote {folder}/connections.json and {folder}/local.secrets.json "
                   "(set LOCAL_SECRETS_FILE and ALLOW_LOCAL_ENDPOINTS=true to use them)")
-        print("stand-ins running; Ctrl-C stops them")
+        print("stand-ins running; Ctrl-C stops them", flush=True)
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             return 0
+
+
+def _stop_on_sigterm() -> None:
+    import signal
+
+    # A parent stopping the sandbox with SIGTERM gets the same clean shutdown as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -147,6 +161,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="definitions file: {connections: [...], exports: [...]}")
     run.add_argument("--export", required=True, help="name of the export to run")
     run.add_argument("--report", help="also write the run report to this file")
+    run.add_argument("--resume", metavar="RUN_ID", help="continue an interrupted run; confirmed batches are not resent")
     run.set_defaults(handler=cmd_run)
     validate = commands.add_parser("validate", help="check a definitions file and list every problem")
     validate.add_argument("--config", required=True)
@@ -157,6 +172,9 @@ def parser() -> argparse.ArgumentParser:
     sandbox = commands.add_parser("sandbox", help="serve the four vendor stand-ins until Ctrl-C")
     sandbox.add_argument("--write-config", metavar="DIR", help="write connections and local secrets for them")
     sandbox.add_argument("--unthrottled", action="store_true", help="do not enforce the vendors' rate limits")
+    sandbox.add_argument("--faults", metavar="JSON",
+                         help='injected faults, e.g. \'{"throttle": 0.1, "server_error": 0.05}\'')
+    sandbox.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
     sandbox.set_defaults(handler=cmd_sandbox)
     demo = commands.add_parser("demo", help="generate a segment and export it to all four stand-ins")
     demo.add_argument("--profiles", type=int, default=50_000)

@@ -53,7 +53,12 @@ class BrazeStandIn(StandIn):
     def members(self, attribute: str) -> set[str]:
         """The external ids whose `attribute` is true: the Braze segment filtering on it."""
         with self.lock:
-            return {external_id for external_id, attributes in self.users.items() if attributes.get(attribute) is True}
+            return self.members_of(self.state(), attribute)
+
+    @staticmethod
+    def members_of(state: dict[str, Any], attribute: str) -> set[str]:
+        """`members` computed from a `state()` (of this process's stand-in or another's)."""
+        return {external_id for external_id, attributes in state["users"].items() if attributes.get(attribute) is True}
 
     # -- rate limit ------------------------------------------------------------------------
 

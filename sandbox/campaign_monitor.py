@@ -85,6 +85,11 @@ class CampaignMonitorStandIn(StandIn):
         with self.lock:
             return {email for email, subscriber in self.lists[list_id].items() if subscriber["State"] == "Active"}
 
+    @staticmethod
+    def active_in(state: dict[str, Any], list_id: str) -> set[str]:
+        """`active` computed from a `state()` (of this process's stand-in or another's)."""
+        return {email for email, subscriber in state["lists"][list_id].items() if subscriber["State"] == "Active"}
+
     def expire_tokens(self) -> None:
         """Make every OAuth access token expired (a token expiring mid-run)."""
         with self.lock:

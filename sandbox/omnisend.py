@@ -74,6 +74,11 @@ class OmnisendStandIn(StandIn):
         with self.lock:
             return {email for email, contact in self.contacts.items() if tag in contact["tags"]}
 
+    @staticmethod
+    def tagged_in(state: dict[str, Any], tag: str) -> set[str]:
+        """`tagged` computed from a `state()` (of this process's stand-in or another's)."""
+        return {email for email, contact in state["contacts"].items() if tag in contact["tags"]}
+
     # -- answers in Omnisend's form --------------------------------------------------------
 
     def throttle_answer(self, wait_s: float, reset_epoch: float) -> Response:

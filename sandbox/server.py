@@ -6,7 +6,8 @@ resulting audience in memory. This module gives every stand-in the same:
 - a threaded HTTP/1.1 keep-alive server on a free loopback port, with TCP_NODELAY (without
   it, Python's server adds about 40 ms to every keep-alive request);
 - `Faults`: injected 429s (with the vendor's throttling signal), 500/503s, slow answers,
-  and connections dropped before or after the request is processed, at given rates;
+  connections dropped before or after the request is processed, and access tokens
+  expiring mid-run, at given rates;
 - `Window`: the vendor's documented rate limit, enforced with the vendor's own signal; and
   a count of requests that arrived inside a throttle window the stand-in had announced
   (a well-behaved client sends none);
@@ -16,12 +17,14 @@ resulting audience in memory. This module gives every stand-in the same:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -70,12 +73,13 @@ class Faults:
     slow: float = 0.0  # answer after `slow_s` (past the client's timeout)
     drop_before: float = 0.0  # close the connection without processing the request
     drop_after: float = 0.0  # process the request, then close without answering
+    expire_token: float = 0.0  # the caller's access token expires just before this request (OAuth vendors)
     slow_s: float = 2.0
-    throttle_wait_s: float = 0.2  # the wait announced with an injected 429
+    throttle_wait_s: float = 1.0  # the wait announced with an injected 429 (vendors announce whole seconds)
     seed: int = 7
 
     def any(self) -> bool:
-        return any((self.throttle, self.server_error, self.slow, self.drop_before, self.drop_after))
+        return any((self.throttle, self.server_error, self.slow, self.drop_before, self.drop_after, self.expire_token))
 
 
 class Window:
@@ -130,10 +134,13 @@ class StandIn:
         self.log: list[dict[str, Any]] = []
         self.throttled_until = 0.0  # end of the last throttle window this stand-in announced
         self.announced_at = 0.0
-        # Requests arriving within grace_s of an announcement were already on the wire when
-        # the client read the 429; only later ones inside the window count as disregarding it.
-        self.grace_s = 0.05
+        # Requests arriving within grace_s of an announcement were already on their way when
+        # the client read the 429: sent, or past the client's pacer in another thread, which
+        # a garbage collection or the interpreter lock can hold for a couple of hundred ms.
+        # Later ones inside the window (announced in whole seconds) disregarded it.
+        self.grace_s = 0.25
         self.requests_in_throttle_window = 0
+        self.throttle_window_arrivals: list[tuple[float, float]] = []
         self._random = random.Random(self.faults.seed)
         self._routes: list[Route] = [
             (method, re.compile(pattern), handler) for method, pattern, handler in self.routes()]
@@ -152,6 +159,9 @@ class StandIn:
     def rate_headers(self, remaining: int, reset_epoch: float) -> dict[str, str]:
         """Headers the vendor puts on every answer about its rate limit (Braze); none by default."""
         return {}
+
+    def expire_tokens(self) -> None:
+        """Make the access tokens issued so far expired (vendors with OAuth override this)."""
 
     def state(self) -> dict[str, Any]:
         """The audiences this stand-in holds, JSON-ready, for the demo and tests."""
@@ -236,14 +246,21 @@ class StandIn:
         with self.lock:
             if self.announced_at + self.grace_s <= now < self.throttled_until:
                 self.requests_in_throttle_window += 1
+                # When in the window it came, and how long the window was: for diagnosis.
+                self.throttle_window_arrivals.append(
+                    (round(now - self.announced_at, 3), round(self.throttled_until - self.announced_at, 3)))
             draw = self._random.random
             fault = None
             if self.faults.any():
-                for name in ("drop_before", "throttle", "server_error", "slow", "drop_after"):
+                for name in ("drop_before", "throttle", "server_error", "slow", "drop_after", "expire_token"):
                     if draw() < getattr(self.faults, name):
                         fault = name
                         break
-        entry = {"method": request.method, "path": request.path, "at": now, "fault": fault, "bytes": len(request.body)}
+        # The digest identifies a batch, so a test can tell a batch sent twice from two batches.
+        entry = {"method": request.method, "path": request.path, "at": now, "fault": fault, "bytes": len(request.body),
+                 "digest": hashlib.sha1(request.body).hexdigest() if request.body else None}
+        if fault == "expire_token":
+            self.expire_tokens()
         if fault == "drop_before":
             self._record(entry, None)
             return None, True
@@ -311,9 +328,11 @@ class StandIn:
         action = request.path[len("/__sandbox__/"):]
         if action == "state" and request.method == "GET":
             with self.lock:
+                injected = Counter(entry["fault"] for entry in self.log if entry["fault"])
                 return Response(200, {"state": self.state(), "requests": len(self.log),
                                       "requests_in_throttle_window": self.requests_in_throttle_window,
-                                      "faults": asdict(self.faults)})
+                                      "throttle_window_arrivals": self.throttle_window_arrivals,
+                                      "faults": asdict(self.faults), "faults_injected": dict(injected)})
         if action == "faults" and request.method == "POST":
             with self.lock:
                 self.faults = Faults(**request.json())
@@ -324,6 +343,7 @@ class StandIn:
                 self.reset()
                 self.log.clear()
                 self.requests_in_throttle_window = 0
+                self.throttle_window_arrivals.clear()
                 self.throttled_until = self.announced_at = 0.0
             return Response(204)
         return Response(404, {"message": "unknown sandbox control"})

@@ -170,6 +170,8 @@ class DestinationSpec:
                     default=self.requests_per_second, minimum=0.01),
             Setting("parallel_chunks", "chunk activities running at once for this connection", kind=int,
                     default=self.parallel_chunks, minimum=1, maximum=64),
+            Setting("timeout_s", "seconds to wait for the vendor's answer before retrying", kind=(int, float),
+                    default=60, minimum=1, maximum=600),
         )
 
 

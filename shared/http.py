@@ -132,7 +132,9 @@ class Pacer:
 
     @property
     def rate(self) -> float:
-        return self.limit_per_s * min(1.0, self._share or 1.0)
+        # 1% under the limit: evenly spaced requests at exactly the limit can still put one
+        # request too many into a vendor's window, depending on where the window starts.
+        return 0.99 * self.limit_per_s * min(1.0, self._share or 1.0)
 
     def hold(self, seconds: float) -> None:
         """No request leaves before `seconds` from now (a throttle window the vendor announced)."""
@@ -277,13 +279,17 @@ class HttpClient:
         deadline = self.clock() + self.policy.budget
         refreshed = False
         attempt = 0
+        environment = self.session.merge_environment_settings(url, {}, None, None, None)
         while True:
             attempt += 1
-            self.stats.waited_s += self.pacer.acquire()
             sent_headers = {**(headers or {}), **(auth.headers() if auth is not None else {})}
+            # Everything that takes time (encoding the body) happens before the pacer's turn,
+            # so a throttle window announced meanwhile is still seen before the bytes go out.
+            prepared = self.session.prepare_request(requests.Request(method, url, headers=sent_headers, **kwargs))
+            self.stats.waited_s += self.pacer.acquire()
             self.stats.requests += 1
             try:
-                response = self.session.request(method, url, headers=sent_headers, timeout=self.timeout, **kwargs)
+                response = self.session.send(prepared, timeout=self.timeout, **environment)
             except (requests.ConnectionError, requests.Timeout) as error:
                 self.stats.network_errors += 1
                 self._back_off(attempt, deadline, None, f"{self.vendor}: {_network_problem(error)}")

@@ -43,6 +43,7 @@ class Row(NamedTuple):
 class SegmentInfo:
     path: str
     size: int
+    etag: str
     header: list[str]
     data_start: int  # byte offset of the first data row (after BOM and header)
 
@@ -76,9 +77,10 @@ class SegmentReader:
         """Size and header of a segment; SegmentError when it is missing, empty or has no header."""
         blob = self._container.get_blob_client(path)
         try:
-            size = blob.get_blob_properties().size
+            properties = blob.get_blob_properties()
         except ResourceNotFoundError:
             raise SegmentError(f"segment {path} was not found in container {self._container.container_name}") from None
+        size = properties.size
         if size == 0:
             raise SegmentError(f"segment {path} is empty: expected a header row and data rows")
         head = blob.download_blob(offset=0, length=min(size, 3)).readall()
@@ -90,7 +92,7 @@ class SegmentReader:
                     break  # the header row did not end within this range
                 if not any(field.strip() for field in fields):
                     raise SegmentError(f"segment {path}: the header row is blank")
-                return SegmentInfo(path, size, fields, end)
+                return SegmentInfo(path, size, properties.etag, fields, end)
         raise SegmentError(f"segment {path} has no header row")
 
     def rows(self, path: str, start: int, end: int, *, first_row: int = 1) -> Iterator[Row]:

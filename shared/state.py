@@ -5,7 +5,8 @@ Layout of the one storage account (Azurite locally)::
     segments/        input files, as upstream writes them
     exports/         connections/<name>.json, exports/<name>.json (validated on write and read)
     export-runs/     <export>/<run id>/plan.json, report.json, rejected.csv,
-                     chunks/<n>.json (checkpoint), chunks/<n>.duplicates, chunks/<n>.rejected.csv
+                     chunks/<n>.json (checkpoint), chunks/<n>.progress (confirmed batches),
+                     chunks/<n>.duplicates, chunks/<n>.rejected.csv
     export-state/    per export and destination state across runs (membership snapshots)
 
 Everything here is JSON or CSV a person can open. Writes of a chunk's files happen before
@@ -20,8 +21,11 @@ from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
+import requests
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient, ContainerClient
+from requests.adapters import HTTPAdapter
 
 from .config import Connection, Definitions, DestinationSpec, Export, parse_connection, parse_definitions, parse_export
 from .segments import BLOCK_BYTES, SegmentReader
@@ -30,6 +34,18 @@ from .settings import AppSettings
 __all__ = ["CONTAINERS", "DefinitionStore", "RunStore", "Storage"]
 
 CONTAINERS = ("segments", "exports", "export-runs", "export-state")
+
+
+def _client_options() -> dict[str, Any]:
+    # Every chunk activity of a process shares one client: a pool larger than the default
+    # 10 connections keeps parallel activities from opening and discarding connections.
+    # Blobs are read in blocks of BLOCK_BYTES per request, so reading a chunk stays bounded.
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return {"transport": RequestsTransport(session=session, session_owner=False),
+            "max_single_get_size": BLOCK_BYTES, "max_chunk_get_size": BLOCK_BYTES}
 
 
 class Storage:
@@ -44,8 +60,7 @@ class Storage:
 
     @classmethod
     def from_connection_string(cls, connection_string: str) -> Storage:
-        return cls(BlobServiceClient.from_connection_string(
-            connection_string, max_single_get_size=BLOCK_BYTES, max_chunk_get_size=BLOCK_BYTES))
+        return cls(BlobServiceClient.from_connection_string(connection_string, **_client_options()))
 
     def container(self, name: str) -> ContainerClient:
         return self.service.get_container_client(name)
@@ -79,8 +94,7 @@ def _storage_for(settings: AppSettings, credential: Any) -> Storage:
             from azure.identity import DefaultAzureCredential
 
             credential = DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
-        return Storage(BlobServiceClient(settings.blob_service_uri, credential=credential,
-                                         max_single_get_size=BLOCK_BYTES, max_chunk_get_size=BLOCK_BYTES))
+        return Storage(BlobServiceClient(settings.blob_service_uri, credential=credential, **_client_options()))
     raise RuntimeError("no storage configured: set AzureWebJobsStorage (connection string) "
                        "or AzureWebJobsStorage__blobServiceUri (managed identity)")
 
@@ -181,6 +195,25 @@ class RunStore:
         path = f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.rejected.csv"
         self._container.upload_blob(path, csv_text.encode("utf-8"), overwrite=True)
         return path
+
+    def append_progress(self, export: str, run_id: str, chunk: int, record: dict[str, Any]) -> None:
+        """Append one progress record (a confirmed batch) to the chunk's append blob."""
+        blob = self._container.get_blob_client(f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.progress")
+        line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
+        try:
+            blob.append_block(line)
+        except ResourceNotFoundError:
+            blob.create_append_blob()
+            blob.append_block(line)
+
+    def progress(self, export: str, run_id: str, chunk: int) -> list[dict[str, Any]]:
+        """The chunk's progress records, oldest first; [] when it has none."""
+        try:
+            text = self._container.download_blob(
+                f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.progress").readall().decode("utf-8")
+        except ResourceNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line]
 
     def write_checkpoint(self, export: str, run_id: str, chunk: int, result: dict[str, Any]) -> None:
         _write_json(self._container, f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.json", result)

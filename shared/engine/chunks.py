@@ -8,8 +8,11 @@ longer than the retry policy), the rest of the chunk is still read and its senda
 are rejected as "not sent", so the run's accounting stays exact and the rejected-rows
 file lists every profile that still has to reach the vendor.
 
-A chunk that already has a checkpoint is not sent again: its recorded result is returned
-(a re-executed activity, a resumed run).
+Nothing confirmed is sent twice. After each batch the vendor confirms, the chunk appends
+a progress record (the rows accounted since the last record, through the batch's last
+row) before it sends the next batch. An activity that starts again (host recycled,
+process killed, `run --resume`) restores the records and continues after the last
+confirmed row; a chunk with a final checkpoint just returns it.
 """
 
 from __future__ import annotations
@@ -28,21 +31,27 @@ from .planning import load_definitions, now_iso
 from .rows import classify
 from .services import Services
 
-__all__ = ["Tally", "export_chunk"]
+__all__ = ["REJECTED_HEADER", "Tally", "export_chunk"]
 
 REJECTED_HEADER = "segment,row,identifier,reason,refused_by"
 
 
 class Tally:
-    """The counts and reasons of one chunk, and its rejected rows as CSV."""
+    """The counts and reasons of one chunk, and its rejected rows as CSV.
+
+    `record(through)` returns what was accounted since the previous record; `restore`
+    adds records back, so a chunk can resume where its last confirmed batch ended.
+    """
 
     def __init__(self, segment: str):
         self.segment = segment
         self.rows = self.delivered = 0
         self.rejected: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
+        self.requests: Counter[str] = Counter()  # request statistics of earlier attempts
         self._rejected_rows = io.StringIO()
         self._writer = csv.writer(self._rejected_rows, lineterminator="\r\n")
+        self._mark = self._snapshot()
 
     def reject(self, row: int, identifier: str, reason: str, refused_by: str) -> None:
         self.rejected[reason] += 1
@@ -54,6 +63,29 @@ class Tally:
     @property
     def rejected_csv(self) -> str:
         return self._rejected_rows.getvalue()
+
+    def _snapshot(self) -> tuple[int, int, Counter, Counter, int]:
+        return self.rows, self.delivered, Counter(self.rejected), Counter(self.skipped), self._rejected_rows.tell()
+
+    def record(self, through: int, requests: dict[str, Any]) -> dict[str, Any]:
+        """What was accounted since the last record, through row `through`."""
+        rows, delivered, rejected, skipped, offset = self._mark
+        self._mark = self._snapshot()
+        return {"through": through, "rows": self.rows - rows, "delivered": self.delivered - delivered,
+                "rejected": dict(self.rejected - rejected), "skipped": dict(self.skipped - skipped),
+                "rejected_rows": self._rejected_rows.getvalue()[offset:], "requests": requests}
+
+    def restore(self, records: list[dict[str, Any]]) -> int:
+        """Add earlier records back; returns the last row they cover (0 if none)."""
+        for record in records:
+            self.rows += record["rows"]
+            self.delivered += record["delivered"]
+            self.rejected.update(record["rejected"])
+            self.skipped.update(record["skipped"])
+            self.requests.update(record["requests"])
+            self._rejected_rows.write(record["rejected_rows"])
+        self._mark = self._snapshot()
+        return records[-1]["through"] if records else 0
 
 
 def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
@@ -74,10 +106,12 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
     cls = destination_class(connection.type)
     started, clock = now_iso(), time.monotonic()
     tally = Tally(chunk["segment"])
-    sender = _Sender(cls, connection.settings["batch_size"], tally)
-    failure = task.get("abandon")
+    resume_after = tally.restore(runs.progress(export_name, run_id, index))
+    sender = _Sender(cls, connection.settings["batch_size"], tally,
+                     lambda record: runs.append_progress(export_name, run_id, index, record))
+    sender.failure = task.get("abandon")
     http = None
-    if failure is None:
+    if sender.failure is None:
         try:
             http = _client(cls, connection, plan["width"])
             credentials = services.secrets.get(connection.secret_name)
@@ -85,11 +119,11 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
             if problem:
                 raise SecretError(f"secret {connection.secret_name!r} {problem}")
             sender.destination = cls(connection, export, credentials, http, segment["columns"])
+            sender.http = http
         except SecretError as error:
-            failure = f"{cls.SPEC.display_name}: {error}"
-    sender.failure = failure
+            sender.failure = f"{cls.SPEC.display_name}: {error}"
     try:
-        _read_rows(services, plan, chunk, segment, cls, sender, tally)
+        _read_rows(services, plan, chunk, segment, cls, sender, tally, resume_after)
         sender.flush()
     finally:
         if http is not None:
@@ -97,12 +131,14 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
     rejected_file = None
     if tally.rejected:
         rejected_file = runs.write_rejected(export_name, run_id, index, tally.rejected_csv)
+    stats = http.stats.as_dict() if http else {}
+    requests = {key: tally.requests.get(key, 0) + stats.get(key, 0) for key in set(tally.requests) | set(stats)}
     result = {
         "chunk": index, "segment": chunk["segment"], "rows": tally.rows, "delivered": tally.delivered,
         "rejected": sum(tally.rejected.values()), "skipped": sum(tally.skipped.values()),
         "reasons": {"rejected": dict(tally.rejected), "skipped": dict(tally.skipped)},
-        "requests": http.stats.as_dict() if http else {"requests": 0},
-        "failure": sender.failure, "rejected_file": rejected_file,
+        "requests": {key: round(value, 3) for key, value in requests.items()},
+        "failure": sender.failure, "rejected_file": rejected_file, "resumed_after_row": resume_after or None,
         "started_at": started, "finished_at": now_iso(), "duration_s": round(time.monotonic() - clock, 3),
     }
     runs.write_checkpoint(export_name, run_id, index, result)
@@ -112,11 +148,13 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
 def _client(cls: type[Destination], connection: Any, width: int) -> HttpClient:
     pacer = pacer_for(connection.name, float(connection.settings["requests_per_second"]))
     pacer.join(1 / width)  # this activity's share of the connection's rate limit
-    return HttpClient(cls.SPEC.display_name, pacer, session_for(connection.name), describe=cls.describe)
+    timeout = (min(10.0, connection.settings["timeout_s"]), float(connection.settings["timeout_s"]))
+    return HttpClient(cls.SPEC.display_name, pacer, session_for(connection.name), timeout=timeout,
+                      describe=cls.describe)
 
 
 def _read_rows(services: Services, plan: dict[str, Any], chunk: dict[str, Any], segment: dict[str, Any],
-               cls: type[Destination], sender: _Sender, tally: Tally) -> None:
+               cls: type[Destination], sender: _Sender, tally: Tally, resume_after: int) -> None:
     identifier = cls.SPEC.identifier
     key_index = segment["columns"][identifier]
     width = len(segment["header"])
@@ -124,6 +162,8 @@ def _read_rows(services: Services, plan: dict[str, Any], chunk: dict[str, Any], 
                   if chunk["duplicates"] else set())
     for row in services.storage.segments.rows(chunk["segment"], chunk["start"], chunk["end"],
                                               first_row=chunk["first_row"]):
+        if row.number <= resume_after:
+            continue  # accounted by a progress record of an earlier attempt
         tally.rows += 1
         verdict = classify(row.fields, width, row.utf8, key_index, identifier, cls)
         raw = row.fields[key_index] if key_index < len(row.fields) else ""
@@ -140,14 +180,17 @@ def _read_rows(services: Services, plan: dict[str, Any], chunk: dict[str, Any], 
 class _Sender:
     """Builds batches and sends them; after a failure, accounts the rest as not sent."""
 
-    def __init__(self, cls: type[Destination], batch_size: int, tally: Tally):
+    def __init__(self, cls: type[Destination], batch_size: int, tally: Tally, confirm):
         self.vendor = cls.SPEC.display_name
         self.batch_size = batch_size
         self.tally = tally
+        self.confirm = confirm  # stores a progress record once the vendor confirmed a batch
         self.destination: Destination | None = None
+        self.http: HttpClient | None = None
         self.failure: str | None = None
         self._rows: list[tuple[int, str]] = []
         self._items: list[Any] = []
+        self._reported: Counter = Counter()
 
     def add(self, number: int, raw: str, key: str, fields: list[str]) -> None:
         if self.failure is not None:
@@ -181,3 +224,6 @@ class _Sender:
                 self.tally.delivered += 1
             else:
                 self.tally.reject(number, raw, reason, self.vendor)
+        stats = Counter(self.http.stats.as_dict())
+        self.confirm(self.tally.record(rows[-1][0], dict(stats - self._reported)))
+        self._reported = stats

@@ -45,9 +45,15 @@ def load_definitions(plan_or_request: dict[str, Any], services: Services) -> tup
 def plan_run(request: dict[str, Any], services: Services) -> dict[str, Any]:
     """Plan the run described by `request`; returns the orchestrator's summary of the plan.
 
+    A run that was planned before (resumed, or its activity re-executed) keeps its plan,
+    provided its segments have not changed since.
+
     Never raises for a problem of the definitions or the segments: the plan is then
     `failed` with a message, recorded in `plan.json`, and the run ends with a report.
     """
+    existing = services.runs.plan(request["export"]["name"], request["run_id"])
+    if existing is not None and existing["status"] == "planned":
+        return summary(_check_unchanged(existing, services))
     plan: dict[str, Any] = {
         "run_id": request["run_id"], "export": request["export"], "connection": request["connection"],
         "trigger": request.get("trigger", "unknown"), "requested_by": request.get("requested_by"),
@@ -74,6 +80,24 @@ def summary(plan: dict[str, Any]) -> dict[str, Any]:
             "rows": sum(chunk["rows"] for chunk in plan["chunks"])}
 
 
+def _check_unchanged(plan: dict[str, Any], services: Services) -> dict[str, Any]:
+    """A resumed run continues only on the very segments it planned (same ETag)."""
+    for segment in plan["segments"]:
+        try:
+            etag = services.storage.segments.info(segment["path"]).etag
+        except SegmentError as error:
+            etag, reason = None, str(error)
+        else:
+            reason = "it changed since the run was planned"
+        if etag != segment["etag"]:
+            plan = {**plan, "status": "failed", "chunks": [],
+                    "error": f"cannot resume run {plan['run_id']}: segment {segment['path']}: {reason}; "
+                             "start a new run instead"}
+            services.runs.write_plan(plan)
+            break
+    return plan
+
+
 def _cut_chunks(plan: dict[str, Any], connection: Connection, export: Export, services: Services) -> None:
     destination = destination_class(connection.type)
     identifier = destination.SPEC.identifier
@@ -85,8 +109,8 @@ def _cut_chunks(plan: dict[str, Any], connection: Connection, export: Export, se
     for path in export.segments:
         info = reader.info(path)
         columns = resolve_columns(path, info.header, export.matching.columns())
-        plan["segments"].append({"path": path, "bytes": info.size, "header": info.header, "columns": columns,
-                                 "rows": 0})
+        plan["segments"].append({"path": path, "bytes": info.size, "etag": info.etag, "header": info.header,
+                                 "columns": columns, "rows": 0})
         segment = plan["segments"][-1]
         width, key_index = len(info.header), columns[identifier]
         chunk = _new_chunk(plan, path, info.data_start, 1)

@@ -31,15 +31,17 @@ def instance_id(export_name: str) -> str:
 
 
 def run_request(export_name: str, *, trigger: str, requested_by: str | None, services: Services | None = None,
-                export: dict[str, Any] | None = None, connection: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The orchestration input of a new run: documents (from storage unless given), no secrets.
+                export: dict[str, Any] | None = None, connection: dict[str, Any] | None = None,
+                run_id: str | None = None) -> dict[str, Any]:
+    """The orchestration input of a run: documents (from storage unless given), no secrets.
 
-    Raises UnknownExport when the export is not defined in storage.
+    A new run id unless `run_id` names a run to resume. Raises UnknownExport when the
+    export is not defined in storage.
     """
     if export is None:
         export = services.definitions.export_document(export_name)
         if export is None:
             raise UnknownExport(f'unknown export "{export_name}"')
         connection = services.definitions.connection_document(str(export.get("connection")))
-    return {"run_id": new_run_id(), "export": export, "connection": connection, "trigger": trigger,
+    return {"run_id": run_id or new_run_id(), "export": export, "connection": connection, "trigger": trigger,
             "requested_by": requested_by, "requested_at": datetime.now(UTC).isoformat(timespec="seconds")}

@@ -149,60 +149,6 @@ def test_duplicates_are_found_across_all_segments_of_an_export(app_env, stand_in
     assert [s["rows"] for s in report["segments"]] == [2, 2]
 
 
-def test_a_missing_mapped_column_fails_the_run_before_anything_is_sent(app_env, stand_ins, storage, unique):
-    path = upload_segment(storage, f"{unique}/segment.csv", "Mail,Name\nana@example.com,Ana\n")
-    report = run_export(export_for("campaign_monitor", unique, path), connection_of(stand_ins, "campaign_monitor"))
-    assert report["status"] == "failed"
-    assert report["error"] == (f'segment {path}: mapped column(s) "Email" not found; the file has "Mail", "Name"')
-    assert stand_ins.campaign_monitor.log == []
-
-
-def test_a_connection_without_recorded_consent_cannot_be_used(app_env, stand_ins, storage, unique):
-    path = upload_segment(storage, f"{unique}/segment.csv", segment_text())
-    connection = {**connection_of(stand_ins, "braze"), "consent": None}
-    report = run_export(export_for("braze", unique, path), connection)
-    assert report["status"] == "failed"
-    assert "has no recorded privacy consent" in report["error"]
-    assert stand_ins.braze.log == []
-
-
-def test_a_wrong_api_key_fails_the_destination_and_every_sendable_row_is_reported_not_sent(
-        app_env, stand_ins, storage, unique, monkeypatch):
-    monkeypatch.setenv("CHUNK_ROWS", "20")
-    secrets = json.loads(app_env.read_text())
-    secrets["sandbox-braze"]["api_key"] = "wrong-key-value"
-    wrong = app_env.with_name("wrong.secrets.json")
-    wrong.write_text(json.dumps(secrets))
-    monkeypatch.setenv("LOCAL_SECRETS_FILE", str(wrong))
-    path = upload_segment(storage, f"{unique}/segment.csv", segment_text())
-    report = run_export(export_for("braze", unique, path), small_batches(stand_ins, "braze"))
-    destination = report["destination"]
-    assert report["status"] == "failed" and destination["status"] == "failed"
-    assert destination["error"].startswith("Braze refused the credentials (401)")
-    assert "wrong-key-value" not in json.dumps(report)
-    assert_accounted(report)
-    assert destination["delivered"] == 0
-    not_sent = sum(n for reason, n in destination["reasons"]["rejected"].items() if "refused the credentials" in reason)
-    assert not_sent == len(expected("braze") | {"C9"})  # nobody refuses C9 here: it was sendable
-    # After the first refusal no chunk tried again: one request per chunk at most, not one per batch.
-    assert len(stand_ins.braze.log) <= report["chunks"]
-
-
-def test_an_unknown_audience_fails_with_the_vendors_message(app_env, stand_ins, storage, unique):
-    path = upload_segment(storage, f"{unique}/segment.csv", segment_text())
-    export = {**export_for("snapchat", unique, path), "target": {"audience_id": "missing-audience"}}
-    report = run_export(export, connection_of(stand_ins, "snapchat"))
-    assert report["status"] == "failed"
-    assert "Segment missing-audience not found" in report["error"]
-    assert_accounted(report)
-
-
-def test_a_missing_segment_blob_fails_the_run_with_its_name(app_env, stand_ins, unique):
-    report = run_export(export_for("omnisend", unique, f"{unique}/absent.csv"), connection_of(stand_ins, "omnisend"))
-    assert report["status"] == "failed"
-    assert report["error"] == f"segment {unique}/absent.csv was not found in container segments"
-
-
 def test_the_run_status_route_serves_the_finished_report(app_env, stand_ins, storage, unique):
     import azure.functions as func
 

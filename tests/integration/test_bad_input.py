@@ -1,0 +1,250 @@
+"""Bad input, one case per test: each gets a clear message and loses nothing.
+
+Either the run fails before sending anything, with a message naming what to fix, or the
+bad rows are rejected with their reason while every other row goes through, or the
+destination fails with the vendor's reason and every row it did not take is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from runner import run_export
+from sandbox.bundle import AUDIENCE_ID, LIST_ID
+from sandbox.keyvault import KeyVaultStandIn
+from tests.support import assert_accounted, connection_of, upload_segment
+
+
+def export(type_: str, unique: str, path: str, **changes) -> dict:
+    documents = {
+        "snapchat": {"target": {"audience_id": AUDIENCE_ID}, "matching": {"email": "Email"}},
+        "braze": {"target": {"segment_id": "bad"}, "matching": {"email": "Email", "customer_id": "CustomerId"}},
+        "omnisend": {"target": {"tag": "bad"}, "matching": {"email": "Email"}},
+        "campaign_monitor": {"target": {"list_id": LIST_ID},
+                             "matching": {"email": "Email", "attributes": {"Notes": "Notes"}}},
+    }
+    return {"name": f"bad-{type_.replace('_', '-')}-{unique}", "display_name": "bad input", "segments": [path],
+            "connection": f"sandbox-{type_.replace('_', '-')}", **documents[type_], **changes}
+
+
+def run(type_, unique, path, stand_ins, connection=None, **changes):
+    report = run_export(export(type_, unique, path, **changes), connection or connection_of(stand_ins, type_))
+    if report["status"] == "succeeded" or report["destination"]["input_rows"]:
+        assert_accounted(report)
+    return report
+
+
+GOOD = "CustomerId,Email,Notes\nC1,ana@example.com,x\nC2,ben@example.com,y\n"
+
+
+# -- the file --------------------------------------------------------------------------------
+
+def test_an_empty_file(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/empty.csv", "")
+    report = run("omnisend", unique, path, stand_ins)
+    assert (report["status"], report["error"]) == (
+        "failed", f"segment {path} is empty: expected a header row and data rows")
+    assert stand_ins.omnisend.log == []
+
+
+def test_a_header_without_rows(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/header.csv", "CustomerId,Email,Notes\r\n")
+    report = run("omnisend", unique, path, stand_ins)
+    assert report["error"] == f"the export's segments hold no data rows (only a header): {path}"
+
+
+def test_a_mapped_column_that_is_missing(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/columns.csv", "Mail,Notes\nana@example.com,x\n")
+    report = run("campaign_monitor", unique, path, stand_ins)
+    assert report["status"] == "failed"
+    assert report["error"] == (f'segment {path}: mapped column(s) "Email" not found; the file has "Mail", "Notes"')
+    assert stand_ins.campaign_monitor.log == []
+
+
+def test_bytes_that_are_not_utf8(app_env, stand_ins, storage, unique):
+    data = GOOD.encode() + b"C3,cy@example.com,caf\xe9\n"
+    path = upload_segment(storage, f"{unique}/latin1.csv", data)
+    report = run("campaign_monitor", unique, path, stand_ins)
+    assert report["destination"]["reasons"]["rejected"] == {"row is not valid UTF-8": 1}
+    assert report["destination"]["delivered"] == 2
+
+
+def test_rows_with_too_many_or_too_few_fields(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/fields.csv", GOOD + "C3,cy@example.com\nC4,d@example.com,z,extra\n")
+    report = run("omnisend", unique, path, stand_ins)
+    assert report["destination"]["reasons"]["rejected"] == {"row has 2 fields, the header has 3": 1,
+                                                          "row has 4 fields, the header has 3": 1}
+    assert report["destination"]["delivered"] == 2
+
+
+def test_a_value_longer_than_the_vendor_allows(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/long.csv", GOOD + f"C3,cy@example.com,{'n' * 251}\n")
+    report = run("campaign_monitor", unique, path, stand_ins)
+    assert report["destination"]["reasons"]["rejected"] == {"custom field Notes longer than 250 characters": 1}
+    assert stand_ins.campaign_monitor.active(LIST_ID) == {"ana@example.com", "ben@example.com"}
+
+
+def test_invalid_emails(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/emails.csv",
+                          GOOD + "C3,cy @example.com,z\nC4,d@@example.com,z\nC5,e@example,z\n")
+    report = run("snapchat", unique, path, stand_ins)
+    assert report["destination"]["reasons"]["rejected"] == {
+        "invalid email: contains whitespace": 1, "invalid email: more than one @": 1,
+        "invalid email: malformed domain": 1}
+
+
+def test_duplicate_rows(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/dups.csv", GOOD + "C1,ANA@example.com ,again\nC2,ben@example.com,y\n")
+    report = run("braze", unique, path, stand_ins)
+    assert report["destination"]["reasons"]["skipped"] == {"duplicate of an earlier row": 2}
+    assert stand_ins.braze.members("segment_bad") == {"C1", "C2"}
+
+
+def test_a_segment_blob_that_does_not_exist(app_env, stand_ins, unique):
+    report = run("omnisend", unique, f"{unique}/absent.csv", stand_ins)
+    assert report["error"] == f"segment {unique}/absent.csv was not found in container segments"
+
+
+# -- the definitions -------------------------------------------------------------------------
+
+def test_an_export_naming_an_unknown_connection(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
+    report = run_export({**export("braze", unique, path), "connection": "no-such-connection"}, None)
+    assert report["status"] == "failed"
+    assert 'connection: names an unknown connection "no-such-connection"' in report["error"]
+
+
+def test_a_connection_without_recorded_consent(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
+    report = run("braze", unique, path, stand_ins, connection={**connection_of(stand_ins, "braze"), "consent": None})
+    assert "has no recorded privacy consent" in report["error"]
+    assert stand_ins.braze.log == []
+
+
+# -- the credentials -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def vault():
+    with KeyVaultStandIn() as running:
+        yield running
+
+
+@pytest.fixture
+def vault_env(vault, app_env, stand_ins, monkeypatch):
+    """Credentials from the Key Vault stand-in, through the app's managed-identity path."""
+    for name, credentials in stand_ins.credentials.items():
+        vault.set_secret(name, json.dumps(credentials))
+    monkeypatch.setenv("KEY_VAULT_URL", vault.url)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", vault.identity_endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", vault.identity_header)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", vault.ca_path)
+    return vault
+
+
+def test_credentials_come_from_key_vault(vault_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
+    report = run("braze", unique, path, stand_ins)
+    assert report["status"] == "succeeded" and report["destination"]["delivered"] == 2
+
+
+def test_a_key_vault_secret_that_does_not_exist(vault_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
+    connection = {**connection_of(stand_ins, "braze"), "secret_name": "never-stored"}
+    report = run("braze", unique, path, stand_ins, connection=connection)
+    assert report["status"] == "failed"
+    assert report["error"] == f"Braze: secret 'never-stored' was not found in {vault_env.url}"
+    assert report["destination"]["reasons"]["rejected"] == {f"not sent: {report['error']}": 2}
+    assert stand_ins.braze.log == []
+
+
+def test_a_secret_lacking_a_field(vault_env, stand_ins, storage, unique):
+    vault_env.set_secret("half-snapchat", json.dumps({"client_id": "x", "client_secret": "y"}))
+    path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
+    connection = {**connection_of(stand_ins, "snapchat"), "secret_name": "half-snapchat"}
+    report = run("snapchat", unique, path, stand_ins, connection=connection)
+    assert report["error"] == "Snapchat: secret 'half-snapchat' lacks the field(s) refresh_token"
+
+
+# -- the vendor ------------------------------------------------------------------------------
+
+def test_a_wrong_api_key(app_env, stand_ins, storage, unique, monkeypatch):
+    secrets = json.loads(app_env.read_text())
+    secrets["sandbox-braze"]["api_key"] = "wrong-key-value"
+    wrong = app_env.with_name("wrong.secrets.json")
+    wrong.write_text(json.dumps(secrets))
+    monkeypatch.setenv("LOCAL_SECRETS_FILE", str(wrong))
+    monkeypatch.setenv("CHUNK_ROWS", "10")
+    rows = "".join(f"G{i},g{i}@example.com,n\n" for i in range(40))
+    path = upload_segment(storage, f"{unique}/ok.csv", GOOD + rows)
+    connection = connection_of(stand_ins, "braze")
+    connection["settings"].update(batch_size=5, parallel_chunks=2)
+    report = run("braze", unique, path, stand_ins, connection=connection)
+    destination = report["destination"]
+    assert report["status"] == "failed" and destination["error"].startswith("Braze refused the credentials (401)")
+    assert "wrong-key-value" not in json.dumps(report)
+    assert destination["delivered"] == 0 and destination["rejected"] == 42
+    # Once a chunk reported the failure, later chunks were accounted without sending.
+    assert len(stand_ins.braze.log) < report["chunks"]
+
+
+def test_an_unknown_audience(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
+    report = run("snapchat", unique, path, stand_ins, target={"audience_id": "missing-audience"})
+    assert report["error"] == "Snapchat refused the request (404): Segment missing-audience not found"
+    assert report["destination"]["reasons"]["rejected"] == {report["error"]: 2}
+
+
+def test_an_unknown_list(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
+    report = run("campaign_monitor", unique, path, stand_ins, target={"list_id": "missing-list"})
+    assert report["error"] == "Campaign Monitor refused the request (404): Invalid ListID"
+
+
+def test_a_vendor_400_for_a_whole_batch(app_env, stand_ins, storage, unique, monkeypatch):
+    monkeypatch.setattr(stand_ins.braze, "max_batch", 1)  # a contract with a lower limit than configured
+    path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
+    report = run("braze", unique, path, stand_ins)
+    assert report["error"] == "Braze refused the request (400): Max Input Length Exceeded"
+    assert report["destination"]["reasons"]["rejected"] == {report["error"]: 2}
+
+
+def test_campaign_monitor_skipping_suppressed_and_unsubscribed_addresses(app_env, stand_ins, storage, unique,
+                                                                         monkeypatch):
+    monkeypatch.setattr(stand_ins.campaign_monitor, "suppressed", {"ana@example.com"})
+    stand_ins.campaign_monitor.lists[LIST_ID]["ben@example.com"] = {
+        "Name": "", "ConsentToTrack": "Unchanged", "CustomFields": {}, "State": "Unsubscribed"}
+    path = upload_segment(storage, f"{unique}/ok.csv", GOOD + "C3,cy@example.com,z\n")
+    report = run("campaign_monitor", unique, path, stand_ins)
+    assert report["destination"]["reasons"]["rejected"] == {
+        "Campaign Monitor: In Suppression List (code 204)": 1, "Campaign Monitor: Is Unsubscribed (code 206)": 1}
+    assert stand_ins.campaign_monitor.active(LIST_ID) == {"cy@example.com"}
+
+
+def test_an_omnisend_batch_that_ends_stopped(app_env, stand_ins, storage, unique, monkeypatch):
+    monkeypatch.setattr(stand_ins.omnisend, "stop_batches", True)
+    path = upload_segment(storage, f"{unique}/ok.csv", GOOD + "C3,cy@example.com,z\nC4,dee@example.com,z\n")
+    report = run("omnisend", unique, path, stand_ins)
+    assert report["destination"]["reasons"]["rejected"] == {
+        "Omnisend stopped the batch before this contact was processed": 2}
+    assert stand_ins.omnisend.tagged("bad") == {"ana@example.com", "ben@example.com"}
+
+
+def test_a_failing_destination_does_not_stop_the_others(app_env, stand_ins, storage, unique):
+    path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
+    reports = {}
+
+    def go(type_, **changes):
+        reports[type_] = run(type_, unique, path, stand_ins, **changes)
+
+    threads = [threading.Thread(target=go, args=("snapchat",), kwargs={"target": {"audience_id": "missing"}}),
+               threading.Thread(target=go, args=("omnisend",)), threading.Thread(target=go, args=("braze",))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert reports["snapchat"]["status"] == "failed"
+    assert reports["omnisend"]["status"] == reports["braze"]["status"] == "succeeded"
+    assert stand_ins.omnisend.tagged("bad") == {"ana@example.com", "ben@example.com"}

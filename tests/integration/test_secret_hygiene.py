@@ -1,0 +1,62 @@
+"""No credential value leaves Key Vault's path: a full run with known secrets, everything captured.
+
+Four exports run, one of them with a wrong key so that error paths speak too. Captured:
+every log record at DEBUG (ours, the Azure SDK's, urllib3's), every orchestration and
+activity input and output, every blob the runs wrote (plans, checkpoints, progress
+records, rejected rows, reports), and everything printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+
+from runner import run_export
+from runner.demo import exports_for
+from tests.support import upload_segment
+
+
+def test_no_secret_appears_in_logs_reports_orchestration_data_files_or_output(
+        app_env, stand_ins, storage, unique, caplog, capsys, monkeypatch):
+    secrets = json.loads(app_env.read_text())
+    secrets["sandbox-omnisend"]["api_key"] = "omnisend-wrong-key-4711"  # this export fails with a 401
+    app_env.write_text(json.dumps(secrets))
+    caplog.set_level(logging.DEBUG)
+    rows = "".join(f"C{i},p{i}@example.com,A,B,PT,Porto,4000,yes\n" for i in range(300))
+    header = "CustomerId,Email,FirstName,LastName,Country,City,PostalCode,EmailConsent\n"
+    path = upload_segment(storage, f"{unique}/s.csv", header + rows + "C9,not-an-email,A,B,PT,Porto,4000,no\n")
+    connections = {c["name"]: c for c in stand_ins.connections()}
+    captured: list = []
+    reports = {}
+
+    def record(function, task, result):
+        captured.append({"function": function, "input": task, "output": result})
+
+    def run(export):
+        reports[export["name"]] = run_export(export, connections[export["connection"]], on_activity=record)
+
+    exports = [{**export, "name": f"{export['name']}-{unique}"} for export in exports_for(path)]
+    threads = [threading.Thread(target=run, args=(export,)) for export in exports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert reports[f"demo-omnisend-{unique}"]["status"] == "failed"  # the error path was taken
+    assert sum(r["destination"]["delivered"] for r in reports.values()) == 3 * 300
+    written = []
+    for export in exports:
+        for blob in storage.container("export-runs").list_blobs(name_starts_with=f"{export['name']}/"):
+            written.append(storage.container("export-runs").download_blob(blob.name).readall().decode())
+    assert len(written) > 4 * 3
+    haystack = "\n".join([caplog.text, json.dumps(captured), json.dumps(reports), *written,
+                          *capsys.readouterr()])
+    # Labels, not values: a failing assertion must not print the secrets it found.
+    values = {value: f"{name}.{field}" for name, credentials in secrets.items() for field, value in credentials.items()}
+    values |= {token: "snapchat access token" for token in stand_ins.snapchat.tokens}
+    cm_key = secrets["sandbox-campaign-monitor"]["api_key"]
+    values[base64.b64encode(f"{cm_key}:x".encode()).decode()] = "campaign monitor basic auth header"
+    leaked = sorted(label for value, label in values.items() if value in haystack)
+    assert leaked == []
