@@ -34,6 +34,7 @@ class AppSettings:
     allow_local_endpoints: bool
     export_schedule: str
     chunk_rows: int = 100_000
+    progress_interval_s: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
@@ -54,4 +55,5 @@ class AppSettings:
             allow_local_endpoints=env.get("ALLOW_LOCAL_ENDPOINTS", "").strip().lower() in _TRUE,
             export_schedule=env.get("EXPORT_SCHEDULE", "0 0 2 * * *"),
             chunk_rows=int(env.get("CHUNK_ROWS") or 100_000),
+            progress_interval_s=float(env.get("PROGRESS_INTERVAL_S") or 1.0),
         )

@@ -22,6 +22,7 @@ PROFILES = 2_000
 def test_a_killed_run_resumes_from_its_checkpoints_without_resending_confirmed_batches(
         app_env, stand_ins, storage, unique, tmp_path, monkeypatch):
     monkeypatch.setenv("CHUNK_ROWS", "200")
+    monkeypatch.setenv("PROGRESS_INTERVAL_S", "0")  # a progress record after every confirmed batch
     monkeypatch.setattr(stand_ins.braze, "latency_s", 0.01)  # long enough to kill it mid-run
     path = upload_segment(storage, f"{unique}/big.csv",
                           "CustomerId,Email\n" + "".join(f"C{i},p{i}@example.com\n" for i in range(PROFILES)))
@@ -61,3 +62,21 @@ def test_a_killed_run_resumes_from_its_checkpoints_without_resending_confirmed_b
 
 def confirmed(stand_ins) -> list[str]:
     return [entry["digest"] for entry in stand_ins.braze.requests("POST", "/users/track") if entry["status"] == 201]
+
+
+def test_progress_is_recorded_after_every_batch_or_at_most_once_per_interval(
+        app_env, stand_ins, storage, unique, monkeypatch):
+    path = upload_segment(storage, f"{unique}/s.csv",
+                          "CustomerId,Email\n" + "".join(f"C{i},p{i}@example.com\n" for i in range(100)))
+    connection = connection_of(stand_ins, "braze")
+    connection["settings"]["batch_size"] = 10
+    export = {"name": f"progress-{unique}", "display_name": "p", "connection": connection["name"],
+              "segments": [path], "target": {"segment_id": "p"},
+              "matching": {"email": "Email", "customer_id": "CustomerId"}}
+    runs = {}
+    for interval in ("0", "3600"):
+        monkeypatch.setenv("PROGRESS_INTERVAL_S", interval)
+        runs[interval] = run_export(export, connection)["run_id"]
+    store = Services.current().runs
+    assert len(store.progress(export["name"], runs["0"], 0)) == 10  # one record per batch
+    assert store.progress(export["name"], runs["3600"], 0) == []  # only the final checkpoint
