@@ -3,12 +3,15 @@
 A destination module declares a `SPEC` (its settings, export target, credentials, limits:
 what `shared.config` validates) and a `Destination` subclass with three parts:
 
-- `identify(value)`: the row's identifier as the vendor keys it (by default a normalised,
-  checked email); also the key for deduplication. Raises `RowRejected` for an invalid one.
+- `identify_all(values)`: the rows' identifiers as the vendor keys them (by default
+  normalised, checked emails), a block of rows at a time; also the keys for
+  deduplication. None, with a reason, for an invalid one.
 - `item(key, fields)`: the vendor's JSON for one profile. Raises `RowRejected` for a row
-  the vendor would refuse (a field too long, an invalid optional email).
-- `send(items)`: one request's worth (a *batch*); returns the vendor's per-item refusals
-  as {index: reason}. Raises a `DestinationError` when the batch as a whole fails.
+  the vendor would refuse (a field too long, an invalid optional email). The plan
+  encodes each batch of items once, as a JSON array; chunks send it as it is.
+- `send(keys, items)`: one request's worth (a *batch*): the keys and the JSON array of
+  the items; returns the vendor's per-item refusals as {index: reason}. Raises a
+  `DestinationError` when the batch as a whole fails.
 
 All HTTP goes through `self.http` (`shared.http.HttpClient`): retries, backoff, pacing
 and throttle windows are never written in a destination. The error tree::
@@ -27,11 +30,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import requests
-
 from shared.config import Connection, DestinationSpec, Export
-from shared.http import AuthError, Credentials, DestinationError, FatalError, HttpClient, RetriableError, vendor_message
-from shared.profiles import email_problem, normalise_email
+from shared.http import (
+    AuthError,
+    Credentials,
+    DestinationError,
+    FatalError,
+    HttpClient,
+    Response,
+    RetriableError,
+    vendor_message,
+)
+from shared.profiles import email_keys
 
 __all__ = [
     "AuthError",
@@ -56,8 +66,9 @@ class Destination(ABC):
 
     SPEC: ClassVar[DestinationSpec]
 
-    def __init__(self, connection: Connection, export: Export, credentials: Credentials,
-                 http: HttpClient, columns: Mapping[str, int]):
+    def __init__(self, connection: Connection, export: Export, columns: Mapping[str, int],
+                 credentials: Credentials | None = None, http: HttpClient | None = None):
+        """Without credentials and client, a destination can prepare items but not send them."""
         self.connection = connection
         self.export = export
         self.settings = connection.settings
@@ -73,25 +84,29 @@ class Destination(ABC):
         return self.settings["batch_size"]
 
     @staticmethod
-    def identify(value: str) -> str:
-        """The key of a row from its (non-empty) identifier; RowRejected if it is invalid.
+    def identify_all(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
+        """The keys of a block's identifiers: None for a blank one, None and a reason for an invalid one.
 
-        By default the identifier is an email, normalised and checked; destinations keyed
+        By default the identifiers are emails, normalised and checked; destinations keyed
         otherwise (Braze's customer id, Snapchat's hash) override this.
         """
-        email = normalise_email(value)
-        problem = email_problem(email)
-        if problem:
-            raise RowRejected(problem)
-        return email
+        return email_keys(values)
+
+    @classmethod
+    def identify(cls, value: str) -> str:
+        """The key of one identifier; RowRejected if it is invalid."""
+        keys, reasons = cls.identify_all([value])
+        if keys[0] is None:
+            raise RowRejected(reasons.get(0, "missing identifier"))
+        return keys[0]
 
     @abstractmethod
     def item(self, key: str, fields: Sequence[str]) -> Any:
         """The vendor's representation of one profile; RowRejected if it would be refused."""
 
     @abstractmethod
-    def send(self, items: list[Any]) -> dict[int, str]:
-        """Deliver one batch; return {index in items: vendor's reason} for refused items."""
+    def send(self, keys: list[str], items: str) -> dict[int, str]:
+        """Deliver one batch (`items`: a JSON array); return {index: vendor's reason} for refused ones."""
 
     @classmethod
     def credentials_problem(cls, credentials: Mapping[str, Any]) -> str | None:
@@ -100,7 +115,7 @@ class Destination(ABC):
         return f"lacks the field(s) {', '.join(missing)}" if missing else None
 
     @staticmethod
-    def describe(response: requests.Response) -> str:
+    def describe(response: Response) -> str:
         """The vendor's own error message in a refusal (for the report; never a credential)."""
         return vendor_message(response, "message")
 

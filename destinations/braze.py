@@ -13,10 +13,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import requests
-
 from shared.config import DestinationSpec, Setting
-from shared.http import StaticKey, json_body, vendor_message
+from shared.http import Response, StaticKey, json_body, vendor_message
 from shared.profiles import email_problem, normalise_email
 
 from .base import Destination, RowRejected
@@ -65,8 +63,8 @@ class Braze(Destination):
     SPEC = SPEC
 
     @staticmethod
-    def identify(value: str) -> str:
-        return value.strip()
+    def identify_all(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
+        return [value.strip() or None for value in values], {}
 
     def item(self, key: str, fields: Sequence[str]) -> dict[str, Any]:
         user: dict[str, Any] = {"external_id": key}
@@ -80,10 +78,11 @@ class Braze(Destination):
         user[self.target["membership_attribute"]] = True
         return user
 
-    def send(self, items: list[dict[str, Any]]) -> dict[int, str]:
+    def send(self, keys: list[str], items: str) -> dict[int, str]:
+        body = ('{"attributes":' + items + "}").encode("utf-8")
         response = self.http.request("POST", f"{self.settings['rest_endpoint']}/users/track",
                                      auth=StaticKey({"Authorization": f"Bearer {self.credentials['api_key']}"}),
-                                     json={"attributes": items}, accept=_every_item_refused)
+                                     data=body, headers=JSON, accept=_every_item_refused)
         answer = json_body(response, "Braze")
         refused = {}
         for error in answer.get("errors") or []:
@@ -93,11 +92,14 @@ class Braze(Destination):
         return refused
 
     @staticmethod
-    def describe(response: requests.Response) -> str:
+    def describe(response: Response) -> str:
         return vendor_message(response, "message")
 
 
-def _every_item_refused(response: requests.Response) -> bool:
+JSON = {"Content-Type": "application/json"}
+
+
+def _every_item_refused(response: Response) -> bool:
     """A 400 that lists a per-index error for users is per-user refusals, not a bad request."""
     if response.status_code != 400:
         return False

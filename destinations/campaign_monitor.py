@@ -13,10 +13,8 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import requests
-
 from shared.config import DestinationSpec, Setting
-from shared.http import RefreshingBearer, StaticKey, TokenSource, json_body, vendor_message
+from shared.http import RefreshingBearer, Response, StaticKey, TokenSource, json_body, vendor_message
 from shared.profiles import consent_given, normalise_email
 
 from .base import Destination, RowRejected
@@ -77,14 +75,16 @@ class CampaignMonitor(Destination):
             subscriber["CustomFields"] = custom
         return subscriber
 
-    def send(self, items: list[dict[str, Any]]) -> dict[int, str]:
+    def send(self, keys: list[str], items: str) -> dict[int, str]:
         url = f"{self.settings['api_base']}/subscribers/{self.target['list_id']}/import.json"
-        body = {"Subscribers": items, "Resubscribe": self.target["resubscribe"],
-                "QueueSubscriptionBasedAutoresponders": False, "RestartSubscriptionBasedAutoresponders": False}
-        response = self.http.request("POST", url, auth=self._auth(), json=body, accept=_partial_import)
+        resubscribe = "true" if self.target["resubscribe"] else "false"
+        body = ('{"Subscribers":' + items + f',"Resubscribe":{resubscribe},'
+                '"QueueSubscriptionBasedAutoresponders":false,"RestartSubscriptionBasedAutoresponders":false}')
+        response = self.http.request("POST", url, auth=self._auth(), data=body.encode("utf-8"),
+                                     headers={"Content-Type": "application/json"}, accept=_partial_import)
         answer = json_body(response, "Campaign Monitor")
         result = answer.get("ResultData", answer) if response.status_code == 400 else answer
-        position = {item["EmailAddress"]: index for index, item in enumerate(items)}
+        position = {email: index for index, email in enumerate(keys)}
         refused = {}
         for failure in result.get("FailureDetails") or []:
             index = position.get(normalise_email(str(failure.get("EmailAddress", ""))))
@@ -93,7 +93,7 @@ class CampaignMonitor(Destination):
         return refused
 
     @staticmethod
-    def describe(response: requests.Response) -> str:
+    def describe(response: Response) -> str:
         return vendor_message(response, "Message", "error_description", "error")
 
     def _auth(self) -> TokenSource:
@@ -105,7 +105,7 @@ class CampaignMonitor(Destination):
                                        self.http)
 
 
-def _partial_import(response: requests.Response) -> bool:
+def _partial_import(response: Response) -> bool:
     """Code 210 is a partial success: the other subscribers were imported."""
     if response.status_code != 400:
         return False

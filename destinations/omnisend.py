@@ -13,10 +13,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import requests
-
 from shared.config import DestinationSpec, Setting
-from shared.http import FatalError, StaticKey, json_body, vendor_message
+from shared.http import FatalError, Response, StaticKey, json_body, vendor_message
 from shared.profiles import consent_given
 
 from .base import Destination
@@ -67,10 +65,11 @@ class Omnisend(Destination):
             contact["customProperties"] = custom
         return contact
 
-    def send(self, items: list[dict[str, Any]]) -> dict[int, str]:
+    def send(self, keys: list[str], items: str) -> dict[int, str]:
         base = self.settings["api_base"]
-        created = json_body(self._call("POST", f"{base}/batches",
-                                       json={"method": "POST", "endpoint": "contacts", "items": items}), "Omnisend")
+        body = ('{"method":"POST","endpoint":"contacts","items":' + items + "}").encode("utf-8")
+        created = json_body(self._call("POST", f"{base}/batches", data=body,
+                                       headers={"Content-Type": "application/json"}), "Omnisend")
         batch_id = created.get("batchID") if isinstance(created, dict) else None
         if not batch_id:
             raise FatalError("Omnisend accepted the batch without a batchID")
@@ -78,7 +77,7 @@ class Omnisend(Destination):
         if batch.get("status") == "finished" and not batch.get("errorsCount"):
             return {}
         outcome = json_body(self._call("GET", f"{base}/batches/{batch_id}/items"), "Omnisend")
-        position = {item["identifiers"][0]["id"]: index for index, item in enumerate(items)}
+        position = {email: index for index, email in enumerate(keys)}
         refused, answered = {}, set()
         for kind in ("responses", "errors"):
             for entry in outcome.get(kind) or []:
@@ -95,10 +94,10 @@ class Omnisend(Destination):
         return refused
 
     @staticmethod
-    def describe(response: requests.Response) -> str:
+    def describe(response: Response) -> str:
         return vendor_message(response, "detail", "title")
 
-    def _call(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+    def _call(self, method: str, url: str, **kwargs: Any) -> Response:
         auth = StaticKey({"Authorization": f"Omnisend-API-Key {self.credentials['api_key']}",
                           "Omnisend-Version": API_VERSION})
         return self.http.request(method, url, auth=auth, **kwargs)

@@ -11,6 +11,7 @@ import re
 
 __all__ = [
     "consent_given",
+    "email_keys",
     "email_problem",
     "is_sha256_hex",
     "normalise_email",
@@ -23,7 +24,8 @@ __all__ = [
 _LOCAL = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _TLD = r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
-_EMAIL = re.compile(rf"{_LOCAL}@(?:{_LABEL}\.)+{_TLD}")
+# The lookaheads hold the length rules (local part at most 64, whole address at most 254).
+_EMAIL = re.compile(rf"(?=[^@]{{1,64}}@)(?=.{{1,254}}$){_LOCAL}@(?:{_LABEL}\.)+{_TLD}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CONSENT_YES = frozenset({"yes", "y", "true", "1", "subscribed", "opt-in", "opted-in", "opted in", "consented"})
 
@@ -38,9 +40,8 @@ def email_problem(email: str) -> str | None:
 
     The reasons are short and fixed so that the run report can group rows by them.
     """
-    if len(email) <= 254 and _EMAIL.fullmatch(email):
-        local = email.partition("@")[0]
-        return None if len(local) <= 64 else "invalid email: local part longer than 64 characters"
+    if _EMAIL.fullmatch(email):
+        return None
     if len(email) > 254:
         return "invalid email: longer than 254 characters"
     if "@" not in email:
@@ -54,9 +55,25 @@ def email_problem(email: str) -> str | None:
     local, _, domain = email.partition("@")
     if not local:
         return "invalid email: nothing before @"
+    if len(local) > 64:
+        return "invalid email: local part longer than 64 characters"
     if not re.fullmatch(_LOCAL, local):
         return "invalid email: malformed local part"
     return "invalid email: malformed domain"
+
+
+def email_keys(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
+    """Normalised emails of a block of raw values: None for a blank or invalid one.
+
+    Returns (emails, {index: reason} for the invalid ones). Works on whole lists with
+    C-level map and comprehension steps: this runs once per row of every segment.
+    """
+    emails = [value.strip().lower() for value in values]
+    matches = list(map(_EMAIL.fullmatch, emails))
+    keys = [email if match else None for email, match in zip(emails, matches, strict=True)]
+    reasons = {index: email_problem(emails[index]) for index, key in enumerate(keys)
+               if key is None and emails[index]}
+    return keys, reasons
 
 
 def is_sha256_hex(value: str) -> bool:

@@ -1,10 +1,11 @@
-"""Segments: reading segment files from the `segments` container, row by row, in byte ranges.
+"""Segments: reading segment files from the `segments` container, in blocks of whole rows.
 
 A segment is a CSV file with a header row: UTF-8 with or without BOM, LF or CRLF line
 ends, RFC 4180 quoting (fields may hold commas, quotes and newlines). Reading is
-streamed in blocks: memory holds one block and one row, never the file. Each row comes
-with the byte offset where it ends, so a plan can cut a file into chunks at row
-boundaries and an activity can read exactly one chunk (`rows(path, start, end)`).
+streamed: about a megabyte at a time is cut at the last row boundary (a newline with an
+even number of quotes before it) and parsed whole by the csv module, in C, so a row
+costs little Python. A plan cuts a file into chunks at row boundaries (`offset_after`)
+and an activity reads exactly one chunk (`blocks(path, start, end)`).
 
 Column names are matched case-insensitively and without surrounding spaces; a mapped
 column that is missing is an error naming it and listing the columns that exist.
@@ -14,17 +15,17 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-__all__ = ["Row", "SegmentError", "SegmentInfo", "SegmentReader", "resolve_columns"]
+__all__ = ["Block", "Row", "SegmentError", "SegmentInfo", "SegmentReader", "resolve_columns"]
 
 _BOM = codecs.BOM_UTF8
-BLOCK_BYTES = 4 * 1024 * 1024
 HEADER_BYTES = 64 * 1024
 
 
@@ -32,11 +33,16 @@ class SegmentError(Exception):
     """A segment file cannot be read as the export expects. The message names file and place."""
 
 
-class Row(NamedTuple):
-    number: int  # 1-based data row number within its segment file (the header is not counted)
-    fields: list[str]
-    end: int  # byte offset just past the row
-    utf8: bool  # False when the row held bytes that are not UTF-8
+@dataclass
+class Block:
+    """Consecutive rows of a segment, parsed together: the unit of reading and of planning."""
+
+    first_row: int  # the number of its first row (1-based data row number in the file)
+    rows: list[list[str]]  # its non-blank rows
+    start: int  # byte offset of its first byte
+    end: int  # byte offset just past its last row
+    data: bytes = field(repr=False)  # its bytes, kept to find a row boundary inside it
+    bad: frozenset[int] = frozenset()  # indices of rows holding bytes that are not UTF-8
 
 
 @dataclass(frozen=True)
@@ -87,65 +93,161 @@ class SegmentReader:
         start = len(_BOM) if head.startswith(_BOM) else 0
         # The header is read from a small range first; only an absurdly long one needs more.
         for limit in (min(size, HEADER_BYTES), size):
-            for fields, end, _ in self._rows_with_ends(path, start, limit):
-                if end == limit < size:
-                    break  # the header row did not end within this range
-                if not any(field.strip() for field in fields):
-                    raise SegmentError(f"segment {path}: the header row is blank")
-                return SegmentInfo(path, size, properties.etag, fields, end)
+            block = next(self.blocks(path, start, limit), None)
+            if block is None or not block.rows:
+                break
+            end = self.offset_after(block, 1)
+            if end == limit < size:
+                continue  # the header row did not end within this range
+            if not any(name.strip() for name in block.rows[0]):
+                raise SegmentError(f"segment {path}: the header row is blank")
+            return SegmentInfo(path, size, properties.etag, block.rows[0], end)
         raise SegmentError(f"segment {path} has no header row")
 
-    def rows(self, path: str, start: int, end: int, *, first_row: int = 1) -> Iterator[Row]:
-        """Yield the rows in bytes [start, end) as (number, fields, end offset, valid UTF-8).
+    def blocks(self, path: str, start: int, end: int, *, first_row: int = 1) -> Iterator[Block]:
+        """The rows in bytes [start, end), in blocks of about BLOCK_BYTES of whole rows.
 
-        `start` must be a row boundary (a plan's chunk start). Blank lines are not rows.
-        A row with bytes that are not UTF-8 is still yielded (its bad bytes replaced) with
-        `utf8=False`, so that one bad row is reported without losing the others.
-        Raises SegmentError for a quote left open at the end of the range.
+        `start` must be a row boundary (a plan's chunk start). Blank lines are not rows. A
+        row with bytes that are not UTF-8 is still yielded (bad bytes replaced) and listed
+        in `Block.bad`, so one bad row is reported without losing the others. Raises
+        SegmentError for CSV that cannot be parsed (a quote never closed).
         """
-        number = first_row
-        for fields, offset, utf8 in self._rows_with_ends(path, start, end):
-            if fields:
-                yield Row(number, fields, offset, utf8)
-                number += 1
-
-    def _rows_with_ends(self, path: str, start: int, end: int) -> Iterator[tuple[list[str], int, bool]]:
-        position = [start, True]  # end offset of the lines read so far; no bad bytes since the last row
-        lines = self._lines(path, start, end, position)
-        reader = csv.reader(lines, strict=True)
-        try:
-            for fields in reader:
-                # csv pulls lines only as far as the row it returns, so `position` is this row's end.
-                utf8, position[1] = position[1], True
-                yield fields, position[0], utf8
-        except csv.Error as error:
-            raise SegmentError(f"segment {path}: malformed CSV near byte {position[0]}: {error}") from None
-
-    def _lines(self, path: str, start: int, end: int, position: list) -> Iterator[str]:
-        """Decoded lines (with their line ends) of bytes [start, end), advancing `position`."""
         if end <= start:
             return
         stream = self._container.get_blob_client(path).download_blob(
             offset=start, length=end - start, max_concurrency=1)
-        pending = b""
+        buffer = bytearray()
+        offset, number = start, first_row
+        for data in stream.chunks():
+            buffer += data
+            cut = _last_row_end(buffer)
+            if cut <= 0:
+                _check_growth(path, offset, buffer)
+                continue
+            block = _parse(path, bytes(buffer[:cut]), offset, number, final=False)
+            if block is None:  # the cut was inside a quoted field after all: read on
+                _check_growth(path, offset, buffer)
+                continue
+            del buffer[:cut]
+            offset, number = block.end, number + len(block.rows)
+            yield block
+        if buffer:
+            yield _parse(path, bytes(buffer), offset, number, final=True)
+
+    def offset_after(self, block: Block, count: int) -> int:
+        """The byte offset just past the first `count` rows of `block` (a chunk boundary)."""
+        if count >= len(block.rows):
+            return block.end
+        for seen, (_, end, _) in enumerate(_rows_with_ends(block.data, block.start, ""), start=1):
+            if seen == count:
+                return end
+        return block.end
+
+    def rows(self, path: str, start: int, end: int, *, first_row: int = 1) -> Iterator[Row]:
+        """The rows in bytes [start, end) one by one, with the byte offset where each ends.
+
+        For small ranges and tests; bulk reading goes by `blocks`.
+        """
+        for block in self.blocks(path, start, end, first_row=first_row):
+            for index, (fields, row_end, utf8) in enumerate(_rows_with_ends(block.data, block.start, path)):
+                yield Row(block.first_row + index, fields, row_end, utf8)
+
+
+class Row(NamedTuple):
+    number: int
+    fields: list[str]
+    end: int
+    utf8: bool
+
+
+# A segment's rows are read in blocks of about this many bytes: big enough that parsing
+# happens in C, small enough that a dozen activities reading at once stay within memory.
+BLOCK_BYTES = 1024 * 1024
+# A row longer than this (a quote never closed, most likely) makes the file unreadable.
+MAX_ROW_BYTES = 64 * 1024 * 1024
+
+
+def _last_row_end(buffer: bytearray) -> int:
+    """Index just past the last newline that ends a row (an even number of quotes before it), or -1.
+
+    A guess when quotes also appear inside unquoted fields (`5'11"`); `_parse` then finds
+    out and the caller reads on.
+    """
+    quotes = buffer.count(b'"')
+    position = len(buffer)
+    while True:
+        newline = buffer.rfind(b"\n", 0, position)
+        if newline < 0:
+            return -1
+        if (quotes - buffer.count(b'"', newline + 1)) % 2 == 0:
+            return newline + 1
+        position = newline
+
+
+def _check_growth(path: str, offset: int, buffer: bytearray) -> None:
+    if len(buffer) > MAX_ROW_BYTES:
+        raise SegmentError(f"segment {path}: no row ends within {MAX_ROW_BYTES // 2**20} MB after byte {offset}: "
+                           "a quote is probably never closed")
+
+
+def _parse(path: str, data: bytes, start: int, first_row: int, final: bool) -> Block | None:
+    """Parse whole rows; None when `data` ends inside a quoted field and more data follows."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _parse_lines(path, data, start, first_row, final)
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if row]
+    except csv.Error as error:
+        if not final:
+            return None
+        raise SegmentError(f"segment {path}: malformed CSV between bytes {start} and {start + len(data)}: "
+                           f"{error}") from None
+    return Block(first_row, rows, start, start + len(data), data)
+
+
+def _parse_lines(path: str, data: bytes, start: int, first_row: int, final: bool) -> Block | None:
+    """The slow way, line by line, for a block with bytes that are not UTF-8: which rows hold them."""
+    rows, bad = [], set()
+    try:
+        for fields, _, utf8 in _rows_with_ends(data, start, path):
+            if not utf8:
+                bad.add(len(rows))
+            rows.append(fields)
+    except SegmentError:
+        if not final:
+            return None
+        raise
+    return Block(first_row, rows, start, start + len(data), data, frozenset(bad))
+
+
+def _rows_with_ends(data: bytes, start: int, path: str) -> Iterator[tuple[list[str], int, bool]]:
+    """Non-blank rows of `data` with the byte offset each ends at and whether it was valid UTF-8."""
+    position = [start, True]  # end offset of the lines read so far; no bad bytes since the last row
+
+    def lines() -> Iterator[str]:
         offset = start
-        for block in stream.chunks():
-            pending += block
-            pieces = pending.split(b"\n")
-            pending = pieces.pop()
-            for piece in pieces:
-                line = piece + b"\n"
-                offset += len(line)
-                position[0] = offset
-                try:
-                    yield line.decode("utf-8")
-                except UnicodeDecodeError:
-                    position[1] = False
-                    yield line.decode("utf-8", errors="replace")
-        if pending:
-            position[0] = offset + len(pending)
+        for line in data.splitlines(keepends=True) if b"\r" not in data else _split_lf(data):
+            offset += len(line)
+            position[0] = offset
             try:
-                yield pending.decode("utf-8")
+                yield line.decode("utf-8")
             except UnicodeDecodeError:
                 position[1] = False
-                yield pending.decode("utf-8", errors="replace")
+                yield line.decode("utf-8", errors="replace")
+
+    try:
+        for fields in csv.reader(lines(), strict=True):
+            # csv pulls lines only as far as the row it returns, so `position` is this row's end.
+            utf8, position[1] = position[1], True
+            if fields:
+                yield fields, position[0], utf8
+    except csv.Error as error:
+        raise SegmentError(f"segment {path}: malformed CSV near byte {position[0]}: {error}") from None
+
+
+def _split_lf(data: bytes) -> list[bytes]:
+    """Lines ending in LF (a CR stays part of its line, as csv expects for CRLF)."""
+    pieces = data.split(b"\n")
+    last = pieces.pop()
+    return [piece + b"\n" for piece in pieces] + ([last] if last else [])

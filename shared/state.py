@@ -5,8 +5,9 @@ Layout of the one storage account (Azurite locally)::
     segments/        input files, as upstream writes them
     exports/         connections/<name>.json, exports/<name>.json (validated on write and read)
     export-runs/     <export>/<run id>/plan.json, report.json, rejected.csv,
-                     chunks/<n>.json (checkpoint), chunks/<n>.progress (confirmed batches),
-                     chunks/<n>.duplicates, chunks/<n>.rejected.csv
+                     chunks/<n>.items + .prepared.json + .invalid.csv (the plan's work),
+                     chunks/<n>.progress (confirmed batches), chunks/<n>.json (checkpoint),
+                     chunks/<n>.rejected.csv (refused by the vendor or not sent)
     export-state/    per export and destination state across runs (membership snapshots)
 
 Everything here is JSON or CSV a person can open. Writes of a chunk's files happen before
@@ -178,21 +179,34 @@ class RunStore:
                 self._plans[key] = plan
         return plan
 
-    def write_duplicates(self, export: str, run_id: str, chunk: int, rows: list[int]) -> None:
-        text = "\n".join(map(str, rows))
-        self._container.upload_blob(f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.duplicates",
-                                    text.encode("ascii"), overwrite=True)
+    def write_prepared(self, export: str, run_id: str, chunk: int, items: str, prepared: dict[str, Any]) -> None:
+        """A chunk as the plan prepared it: encoded items of its sendable rows, counts of the others."""
+        base = f"{self.prefix(export, run_id)}/chunks/{chunk:06d}"
+        self._container.upload_blob(f"{base}.items", items.encode("utf-8"), overwrite=True)
+        _write_json(self._container, f"{base}.prepared.json", prepared)
 
-    def duplicates(self, export: str, run_id: str, chunk: int) -> set[int]:
-        try:
-            text = self._container.download_blob(
-                f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.duplicates").readall().decode("ascii")
-        except ResourceNotFoundError:
-            return set()
-        return {int(line) for line in text.split()}
+    def prepared(self, export: str, run_id: str, chunk: int) -> tuple[dict[str, Any], Iterator[str]]:
+        """The prepared counts of a chunk and its item lines, streamed."""
+        base = f"{self.prefix(export, run_id)}/chunks/{chunk:06d}"
+        prepared = _read_json(self._container, f"{base}.prepared.json")
 
-    def write_rejected(self, export: str, run_id: str, chunk: int, csv_text: str) -> str:
-        path = f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.rejected.csv"
+        def lines() -> Iterator[str]:
+            pending = b""
+            for block in self._container.download_blob(f"{base}.items").chunks():
+                pending += block
+                *complete, pending = pending.split(b"\n")
+                for line in complete:
+                    yield line.decode("utf-8")
+            if pending:
+                yield pending.decode("utf-8")
+
+        return prepared, lines()
+
+    def write_rejected(self, export: str, run_id: str, chunk: int, csv_text: str, kind: str = "rejected") -> str | None:
+        """Rejected rows of a chunk (`invalid`: refused by the plan's checks); None when there are none."""
+        if not csv_text:
+            return None
+        path = f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.{kind}.csv"
         self._container.upload_blob(path, csv_text.encode("utf-8"), overwrite=True)
         return path
 

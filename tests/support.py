@@ -26,3 +26,9 @@ def assert_accounted(report: dict[str, Any]) -> None:
     assert destination["accounting_ok"] is True
     assert sum(destination["reasons"]["rejected"].values()) == destination["rejected"]
     assert sum(destination["reasons"]["skipped"].values()) == destination["skipped"]
+
+
+def send_rows(destination, rows: list[tuple[str, list[str]]]) -> dict[int, str]:
+    """Prepare (key, fields) rows as the plan does, and send them as one batch."""
+    keys = [key for key, _ in rows]
+    return destination.send(keys, json.dumps([destination.item(key, fields) for key, fields in rows]))

@@ -1,10 +1,13 @@
-"""Planning a run: validate its definitions, read the segments once, cut chunks, mark duplicates.
+"""Planning a run: validate its definitions, read the segments once, prepare the chunks.
 
-The plan is the only step that sees a whole segment. It streams every file once to find
-row boundaries (so chunks can be read independently, in parallel) and to decide which
-rows repeat an earlier row's identifier: first occurrence wins, across all the export's
-segments. Duplicates are written per chunk; the plan itself (`plan.json`) holds blob
-names, byte ranges and counts, and the orchestrator receives only its small summary.
+The plan is the only step that sees a whole segment, and it reads it once: it checks
+every row, decides which repeat an earlier row's identifier (first occurrence wins,
+across all the export's segments), and cuts the rows into chunks of whole batches. For
+each chunk it writes the vendor items of its sendable rows, already encoded
+(`chunks/<n>.items`), and the count and reasons of the others (`chunks/<n>.prepared.json`,
+`chunks/<n>.invalid.csv`): chunk activities then only send, in parallel, and no row is
+parsed or checked twice. The plan itself (`plan.json`) holds blob names, byte ranges and
+counts; the orchestrator receives only its small summary.
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from destinations import SPECS, destination_class
+from destinations import SPECS, Destination, RowRejected, destination_class
 
 from ..config import Connection, DefinitionError, Export, parse_connection, parse_export
-from ..segments import SegmentError, resolve_columns
-from .rows import classify
+from ..segments import Block, SegmentError, resolve_columns
+from .rows import FirstSeen, classify_block
 from .services import Services
+from .tally import Tally, batch_line
 
 __all__ = ["PlanError", "load_definitions", "plan_run"]
 
@@ -65,7 +69,7 @@ def plan_run(request: dict[str, Any], services: Services) -> dict[str, Any]:
         if connection.consent is None:
             raise PlanError(f'connection "{connection.name}" has no recorded privacy consent: record who agreed '
                             "and when (consent.accepted_by, consent.accepted_at) before exporting through it")
-        _cut_chunks(plan, connection, export, services)
+        _prepare_chunks(plan, connection, export, services)
     except (DefinitionError, PlanError, SegmentError) as error:
         plan["status"], plan["error"] = "failed", str(error)
         plan["chunks"] = []
@@ -98,52 +102,100 @@ def _check_unchanged(plan: dict[str, Any], services: Services) -> dict[str, Any]
     return plan
 
 
-def _cut_chunks(plan: dict[str, Any], connection: Connection, export: Export, services: Services) -> None:
-    destination = destination_class(connection.type)
-    identifier = destination.SPEC.identifier
+def _prepare_chunks(plan: dict[str, Any], connection: Connection, export: Export, services: Services) -> None:
+    cls = destination_class(connection.type)
+    identifier = cls.SPEC.identifier
     batch = connection.settings["batch_size"]
     # Whole batches per chunk, so only a chunk's last request is ever partly filled.
     rows_per_chunk = max(batch, math.ceil(services.settings.chunk_rows / batch) * batch)
     reader = services.storage.segments
-    seen: set[int] = set()  # hashes of identifiers seen so far (first occurrence wins)
+    first_seen = FirstSeen()
     for path in export.segments:
         info = reader.info(path)
         columns = resolve_columns(path, info.header, export.matching.columns())
         plan["segments"].append({"path": path, "bytes": info.size, "etag": info.etag, "header": info.header,
                                  "columns": columns, "rows": 0})
-        segment = plan["segments"][-1]
         width, key_index = len(info.header), columns[identifier]
-        chunk = _new_chunk(plan, path, info.data_start, 1)
-        duplicates: list[int] = []
-        for row in reader.rows(path, info.data_start, info.size):
-            verdict = classify(row.fields, width, row.utf8, key_index, identifier, destination)
-            if verdict.key is not None:
-                fingerprint = hash(verdict.key)
-                if fingerprint in seen:
-                    duplicates.append(row.number)
-                else:
-                    seen.add(fingerprint)
-            chunk["rows"] += 1
-            chunk["end"] = row.end
-            if chunk["rows"] == rows_per_chunk:
-                _close_chunk(plan, chunk, duplicates, services)
-                chunk, duplicates = _new_chunk(plan, path, row.end, row.number + 1), []
-        _close_chunk(plan, chunk, duplicates, services)
-        segment["rows"] = sum(c["rows"] for c in plan["chunks"] if c["segment"] == path)
+        destination = cls(connection, export, columns)  # no credentials: it prepares items, sends nothing
+        chunk = _ChunkWriter(plan, path, info.data_start, 1, batch, services)
+        for block in reader.blocks(path, info.data_start, info.size):
+            keys, problems = classify_block(block, width, key_index, identifier, cls)
+            firsts = first_seen.first(keys)
+            index = 0
+            while index < len(block.rows):
+                take = min(len(block.rows) - index, rows_per_chunk - chunk.rows)
+                chunk.take(block, index, index + take, key_index, keys, firsts, problems, destination)
+                index += take
+                if chunk.rows == rows_per_chunk:
+                    end = reader.offset_after(block, index)
+                    chunk.close(end)
+                    chunk = _ChunkWriter(plan, path, end, block.first_row + index, batch, services)
+        chunk.close(info.size)
+        plan["segments"][-1]["rows"] = sum(c["rows"] for c in plan["chunks"] if c["segment"] == path)
     if not any(s["rows"] for s in plan["segments"]):
         raise PlanError(f"the export's segments hold no data rows (only a header): {', '.join(export.segments)}")
     plan["width"] = min(connection.settings["parallel_chunks"], len(plan["chunks"]))
 
 
-def _new_chunk(plan: dict[str, Any], path: str, start: int, first_row: int) -> dict[str, Any]:
-    return {"index": len(plan["chunks"]), "segment": path, "start": start, "end": start, "first_row": first_row,
-            "rows": 0, "duplicates": 0}
+class _ChunkWriter:
+    """Collects one chunk: its sendable rows as encoded batches, the others as counts and reasons."""
+
+    def __init__(self, plan: dict[str, Any], segment: str, start: int, first_row: int, batch_size: int,
+                 services: Services):
+        self.plan, self.segment, self.start, self.first_row = plan, segment, start, first_row
+        self.batch_size, self.services = batch_size, services
+        self.rows = self.items = 0
+        self.batches: list[str] = []
+        self._rows: list[list[Any]] = []
+        self._items: list[Any] = []
+        self.tally = Tally(segment)
+
+    def take(self, block: Block, begin: int, end: int, key_index: int, keys: list[str | None], firsts: list[bool],
+             problems: dict[int, tuple[str, str]], destination: Destination) -> None:
+        """Account rows [begin, end) of `block`: an item line for each sendable one."""
+        rows, number = block.rows, block.first_row
+        for index in range(begin, end):
+            key = keys[index]
+            if key is None:
+                kind, reason = problems[index]
+                if kind == "skipped":
+                    self.tally.skip(reason)
+                else:
+                    self.tally.reject(number + index, _raw(rows[index], key_index), reason, "export")
+            elif not firsts[index]:
+                self.tally.skip("duplicate of an earlier row")
+            else:
+                fields = rows[index]
+                try:
+                    item = destination.item(key, fields)
+                except RowRejected as refusal:  # a field the vendor would refuse
+                    self.tally.reject(number + index, fields[key_index], refusal.reason, "export")
+                    continue
+                self._rows.append([number + index, key, fields[key_index]])
+                self._items.append(item)
+                if len(self._items) == self.batch_size:
+                    self._close_batch()
+        self.rows += end - begin
+
+    def _close_batch(self) -> None:
+        if self._items:
+            self.batches.append(batch_line(self._rows, self._items))
+            self.items += len(self._items)
+            self._rows, self._items = [], []
+
+    def close(self, end: int) -> None:
+        self._close_batch()
+        if self.rows == 0:
+            return
+        index = len(self.plan["chunks"])
+        runs, name, run_id = self.services.runs, self.plan["export"]["name"], self.plan["run_id"]
+        invalid_file = runs.write_rejected(name, run_id, index, self.tally.rejected_csv, "invalid")
+        runs.write_prepared(name, run_id, index, "".join(self.batches), {
+            "rows": self.rows, "items": self.items, "rejected": dict(self.tally.rejected),
+            "skipped": dict(self.tally.skipped), "invalid_file": invalid_file})
+        self.plan["chunks"].append({"index": index, "segment": self.segment, "start": self.start, "end": end,
+                                    "first_row": self.first_row, "rows": self.rows, "items": self.items})
 
 
-def _close_chunk(plan: dict[str, Any], chunk: dict[str, Any], duplicates: list[int], services: Services) -> None:
-    if chunk["rows"] == 0:
-        return
-    if duplicates:
-        chunk["duplicates"] = len(duplicates)
-        services.runs.write_duplicates(plan["export"]["name"], plan["run_id"], chunk["index"], duplicates)
-    plan["chunks"].append(chunk)
+def _raw(row: list[str], key_index: int) -> str:
+    return row[key_index] if key_index < len(row) else ""

@@ -15,9 +15,9 @@ from typing import Any
 
 from destinations import destination_class
 
-from .chunks import REJECTED_HEADER
 from .planning import now_iso
 from .services import Services
+from .tally import REJECTED_HEADER
 
 __all__ = ["finish_run", "progress"]
 
@@ -36,7 +36,7 @@ def finish_run(task: dict[str, Any], services: Services) -> dict[str, Any]:
     ordered = [results.get(c["index"]) or _not_processed(c, task.get("error")) for c in plan["chunks"]]
     destination = _destination_report(plan, ordered, task.get("error"))
     destination["rejected_rows_file"] = runs.merge_rejected(
-        export_name, run_id, REJECTED_HEADER, [r["rejected_file"] for r in ordered if r.get("rejected_file")])
+        export_name, run_id, REJECTED_HEADER, [path for r in ordered for path in r.get("rejected_files", [])])
     report = {
         "run_id": run_id, "export": export_name,
         "display_name": plan["export"].get("display_name"),

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import requests
 
 from destinations import SPECS, destination_class
 from shared.config import parse_connection, parse_export
-from shared.http import Credentials, HttpClient, Pacer, RetryPolicy
+from shared.http import Credentials, HttpClient, Pacer, RetryPolicy, Transport
 from tests.support import connection_of
 
 
@@ -28,9 +27,9 @@ def build(stand_ins):
         cls = destination_class(type_)
         columns = {role: [h.lower() for h in header].index(column.lower())
                    for role, column in export.matching.columns().items()}
-        http = HttpClient(cls.SPEC.display_name, Pacer(1000), requests.Session(),
+        http = HttpClient(cls.SPEC.display_name, Pacer(1000), Transport(),
                           policy=RetryPolicy(attempts=2, base_delay=0.01), describe=cls.describe)
         secret = credentials if credentials is not None else stand_ins.credentials[connection.secret_name]
-        return cls(connection, export, Credentials(secret), http, columns)
+        return cls(connection, export, columns, Credentials(secret), http)
 
     return make

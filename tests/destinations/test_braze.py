@@ -4,6 +4,7 @@ import pytest
 
 from destinations import AuthError, RowRejected
 from destinations.braze import Braze
+from tests.support import send_rows
 
 HEADER = ["CustomerId", "Email", "FirstName", "Tier"]
 MATCHING = {"email": "Email", "customer_id": "CustomerId", "attributes": {"first_name": "FirstName", "tier": "Tier"}}
@@ -26,8 +27,8 @@ def test_a_user_without_email_is_still_a_member_but_an_invalid_email_is_refused(
 
 
 def test_a_batch_is_applied_and_membership_can_be_read_back(braze, stand_ins):
-    items = [braze.item(f"C{i}", [f"C{i}", f"user{i}@example.com", f"Name{i}", ""]) for i in range(75)]
-    assert braze.send(items) == {}
+    rows = [(f"C{i}", [f"C{i}", f"user{i}@example.com", f"Name{i}", ""]) for i in range(75)]
+    assert send_rows(braze, rows) == {}
     assert stand_ins.braze.members("segment_vip") == {f"C{i}" for i in range(75)}
     assert stand_ins.braze.users["C7"]["first_name"] == "Name7"
 
@@ -35,22 +36,20 @@ def test_a_batch_is_applied_and_membership_can_be_read_back(braze, stand_ins):
 def test_per_user_refusals_come_back_by_index_with_brazes_reason(braze, stand_ins, monkeypatch):
     refused_email = "blocked@example.com"
     monkeypatch.setattr(stand_ins.braze, "refuse_emails", {refused_email})
-    items = [braze.item("C1", ["C1", "ok@example.com", "", ""]), braze.item("C2", ["C2", refused_email, "", ""])]
-    refused = braze.send(items)
+    refused = send_rows(braze, [("C1", ["C1", "ok@example.com", "", ""]), ("C2", ["C2", refused_email, "", ""])])
     assert list(refused) == [1] and refused[1].startswith("Braze: ")
     assert stand_ins.braze.members("segment_vip") == {"C1"}
 
 
 def test_a_batch_whose_every_user_is_refused_is_per_user_not_a_failed_request(braze, stand_ins, monkeypatch):
     monkeypatch.setattr(stand_ins.braze, "refuse_emails", {"x@example.com", "y@example.com"})
-    refused = braze.send([braze.item("C1", ["C1", "x@example.com", "", ""]),
-                          braze.item("C2", ["C2", "y@example.com", "", ""])])
+    refused = send_rows(braze, [("C1", ["C1", "x@example.com", "", ""]), ("C2", ["C2", "y@example.com", "", ""])])
     assert set(refused) == {0, 1}
 
 
 def test_a_wrong_api_key_is_an_auth_error_without_the_key(build):
     braze = build("braze", {"segment_id": "vip"}, MATCHING, HEADER, credentials={"api_key": "wrong-key-1234"})
     with pytest.raises(AuthError) as caught:
-        braze.send([braze.item("C1", ["C1", "a@example.com", "", ""])])
+        send_rows(braze, [("C1", ["C1", "a@example.com", "", ""])])
     assert "Braze refused the credentials (401)" in str(caught.value)
     assert "wrong-key-1234" not in str(caught.value)

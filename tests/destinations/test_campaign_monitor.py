@@ -4,6 +4,7 @@ import pytest
 
 from destinations import AuthError, FatalError, RowRejected
 from sandbox.bundle import LIST_ID
+from tests.support import send_rows
 
 HEADER = ["Email", "Name", "Tier", "Consent"]
 MATCHING = {"email": "Email", "attributes": {"name": "Name", "Tier": "Tier"}}
@@ -32,15 +33,14 @@ def test_a_custom_field_over_250_characters_is_refused_before_sending(campaign_m
 
 
 def test_an_import_of_1000_lands_in_the_list(campaign_monitor, stand_ins):
-    items = [campaign_monitor.item(f"u{i}@example.com", [f"u{i}@example.com", "", "", ""]) for i in range(1000)]
-    assert campaign_monitor.send(items) == {}
+    rows = [(f"u{i}@example.com", [f"u{i}@example.com", "", "", ""]) for i in range(1000)]
+    assert send_rows(campaign_monitor, rows) == {}
     assert stand_ins.campaign_monitor.active(LIST_ID) == {f"u{i}@example.com" for i in range(1000)}
 
 
 def test_suppressed_and_unsubscribed_addresses_are_reported_per_address(campaign_monitor, stand_ins, monkeypatch):
     monkeypatch.setattr(stand_ins.campaign_monitor, "suppressed", {"gone@example.com"})
-    items = [campaign_monitor.item(e, [e, "", "", ""]) for e in ("ok@example.com", "gone@example.com")]
-    refused = campaign_monitor.send(items)
+    refused = send_rows(campaign_monitor, [(e, [e, "", "", ""]) for e in ("ok@example.com", "gone@example.com")])
     assert refused == {1: "Campaign Monitor: In Suppression List (code 204)"}
     assert stand_ins.campaign_monitor.active(LIST_ID) == {"ok@example.com"}
 
@@ -49,22 +49,22 @@ def test_people_who_unsubscribed_stay_unsubscribed_unless_the_export_says_resubs
     stand_ins.campaign_monitor.lists[LIST_ID]["left@example.com"] = {
         "Name": "", "ConsentToTrack": "Unchanged", "CustomFields": {}, "State": "Unsubscribed"}
     cm = build("campaign_monitor", {"list_id": LIST_ID}, MATCHING, HEADER)
-    refused = cm.send([cm.item("left@example.com", ["left@example.com", "", "", ""])])
+    refused = send_rows(cm, [("left@example.com", ["left@example.com", "", "", ""])])
     assert refused == {0: "Campaign Monitor: Is Unsubscribed (code 206)"}
     assert "left@example.com" not in stand_ins.campaign_monitor.active(LIST_ID)
     opted_back = build("campaign_monitor", {"list_id": LIST_ID, "resubscribe": True}, MATCHING, HEADER)
-    assert opted_back.send([opted_back.item("left@example.com", ["left@example.com", "", "", ""])]) == {}
+    assert send_rows(opted_back, [("left@example.com", ["left@example.com", "", "", ""])]) == {}
     assert "left@example.com" in stand_ins.campaign_monitor.active(LIST_ID)
 
 
 def test_an_unknown_list_fails_the_batch_with_the_vendor_message(build):
     cm = build("campaign_monitor", {"list_id": "nope"}, MATCHING, HEADER)
     with pytest.raises(FatalError, match=r"Campaign Monitor refused the request \(404\): Invalid ListID"):
-        cm.send([cm.item("a@example.com", ["a@example.com", "", "", ""])])
+        send_rows(cm, [("a@example.com", ["a@example.com", "", "", ""])])
 
 
 def test_a_wrong_api_key_is_an_auth_error(build):
     cm = build("campaign_monitor", {"list_id": LIST_ID}, MATCHING, HEADER, credentials={"api_key": "bad-key-9"})
     with pytest.raises(AuthError) as caught:
-        cm.send([cm.item("a@example.com", ["a@example.com", "", "", ""])])
+        send_rows(cm, [("a@example.com", ["a@example.com", "", "", ""])])
     assert "bad-key-9" not in str(caught.value)

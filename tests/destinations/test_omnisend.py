@@ -4,6 +4,7 @@ import pytest
 
 from destinations import AuthError, RowRejected
 from destinations.omnisend import Omnisend
+from tests.support import send_rows
 
 HEADER = ["Email", "First", "Country", "Consent", "Tier"]
 MATCHING = {"email": "Email", "consent": "Consent",
@@ -37,24 +38,21 @@ def test_identify_refuses_invalid_addresses():
 
 def test_a_batch_is_polled_until_finished_and_contacts_carry_the_tag(omnisend, stand_ins, monkeypatch):
     monkeypatch.setattr(stand_ins.omnisend, "finish_after_polls", 2)
-    items = [omnisend.item(f"u{i}@example.com", [f"u{i}@example.com", "", "", "", ""]) for i in range(100)]
-    assert omnisend.send(items) == {}
+    assert send_rows(omnisend, [(f"u{i}@example.com", [f"u{i}@example.com", "", "", "", ""]) for i in range(100)]) == {}
     assert stand_ins.omnisend.tagged("vip") == {f"u{i}@example.com" for i in range(100)}
     assert len(stand_ins.omnisend.requests("GET", r"/api/batches/[^/]+")) == 3
 
 
 def test_per_item_errors_are_read_from_the_batch_items(omnisend, stand_ins, monkeypatch):
     monkeypatch.setattr(stand_ins.omnisend, "refuse_emails", {"blocked@example.com"})
-    items = [omnisend.item(e, [e, "", "", "", ""]) for e in ("ok@example.com", "blocked@example.com")]
-    refused = omnisend.send(items)
+    refused = send_rows(omnisend, [(e, [e, "", "", "", ""]) for e in ("ok@example.com", "blocked@example.com")])
     assert list(refused) == [1] and refused[1].startswith("Omnisend: ")
     assert stand_ins.omnisend.tagged("vip") == {"ok@example.com"}
 
 
 def test_a_stopped_batch_reports_the_unprocessed_contacts(omnisend, stand_ins, monkeypatch):
     monkeypatch.setattr(stand_ins.omnisend, "stop_batches", True)
-    items = [omnisend.item(f"s{i}@example.com", [f"s{i}@example.com", "", "", "", ""]) for i in range(10)]
-    refused = omnisend.send(items)
+    refused = send_rows(omnisend, [(f"s{i}@example.com", [f"s{i}@example.com", "", "", "", ""]) for i in range(10)])
     assert set(refused) == set(range(5, 10))
     assert all(reason == "Omnisend stopped the batch before this contact was processed" for reason in refused.values())
 
@@ -62,5 +60,5 @@ def test_a_stopped_batch_reports_the_unprocessed_contacts(omnisend, stand_ins, m
 def test_a_wrong_api_key_is_an_auth_error(build):
     omnisend = build("omnisend", {"tag": "vip"}, MATCHING, HEADER, credentials={"api_key": "nope-key"})
     with pytest.raises(AuthError) as caught:
-        omnisend.send([omnisend.item("a@example.com", ["a@example.com", "", "", "", ""])])
+        send_rows(omnisend, [("a@example.com", ["a@example.com", "", "", "", ""])])
     assert "nope-key" not in str(caught.value)

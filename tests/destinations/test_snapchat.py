@@ -7,6 +7,7 @@ import pytest
 from destinations import AuthError, FatalError, RowRejected
 from destinations.snapchat import Snapchat
 from sandbox.bundle import AUDIENCE_ID
+from tests.support import send_rows
 
 HEADER = ["Email"]
 
@@ -26,7 +27,7 @@ def test_identify_normalises_then_hashes_and_keeps_existing_hashes():
 def test_a_batch_lands_in_the_audience_as_sha256_hashes(build, stand_ins):
     snapchat = build("snapchat", {"audience_id": AUDIENCE_ID}, {"email": "Email"}, HEADER)
     keys = [Snapchat.identify(f"user{i}@example.com") for i in range(500)]
-    assert snapchat.send([snapchat.item(key, []) for key in keys]) == {}
+    assert send_rows(snapchat, [(key, []) for key in keys]) == {}
     assert stand_ins.snapchat.audiences[AUDIENCE_ID] == set(keys)
     body = stand_ins.snapchat.requests("POST", r"/v1/segments/.*/users")
     assert len(body) == 1
@@ -34,10 +35,10 @@ def test_a_batch_lands_in_the_audience_as_sha256_hashes(build, stand_ins):
 
 def test_an_expired_access_token_is_refreshed_once_and_the_batch_goes_through(build, stand_ins):
     snapchat = build("snapchat", {"audience_id": AUDIENCE_ID}, {"email": "Email"}, HEADER)
-    snapchat.send([Snapchat.identify("a@example.com")])
+    send_rows(snapchat, [(Snapchat.identify("a@example.com"), [])])
     grants = stand_ins.snapchat.token_grants
     stand_ins.snapchat.expire_tokens()
-    snapchat.send([Snapchat.identify("b@example.com")])
+    send_rows(snapchat, [(Snapchat.identify("b@example.com"), [])])
     assert stand_ins.snapchat.token_grants == grants + 1
     assert len(stand_ins.snapchat.audiences[AUDIENCE_ID]) == 2
 
@@ -46,7 +47,7 @@ def test_a_wrong_refresh_token_fails_with_a_message_that_shows_no_secret(build, 
     credentials = {**stand_ins.credentials["sandbox-snapchat"], "refresh_token": "revoked-token-value"}
     snapchat = build("snapchat", {"audience_id": AUDIENCE_ID}, {"email": "Email"}, HEADER, credentials=credentials)
     with pytest.raises(AuthError) as caught:
-        snapchat.send([Snapchat.identify("a@example.com")])
+        send_rows(snapchat, [(Snapchat.identify("a@example.com"), [])])
     assert "Snapchat refused to refresh the access token" in str(caught.value)
     assert "revoked-token-value" not in str(caught.value)
 
@@ -54,7 +55,7 @@ def test_a_wrong_refresh_token_fails_with_a_message_that_shows_no_secret(build, 
 def test_an_unknown_audience_fails_the_batch_with_snapchats_message(build):
     snapchat = build("snapchat", {"audience_id": "no-such-audience"}, {"email": "Email"}, HEADER)
     with pytest.raises(FatalError, match=r"Snapchat refused the request \(404\): Segment no-such-audience not found"):
-        snapchat.send([Snapchat.identify("a@example.com")])
+        send_rows(snapchat, [(Snapchat.identify("a@example.com"), [])])
 
 
 def test_a_small_audience_gets_the_targeting_warning():

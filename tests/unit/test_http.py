@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import email.utils
+import http.client
 from collections import deque
 
 import pytest
-import requests
 
-from sandbox.server import Request, Response, StandIn
-from shared.http import AuthError, FatalError, HttpClient, Pacer, RetriableError, RetryPolicy, StaticKey, announced_wait
+from sandbox.server import Request, StandIn
+from sandbox.server import Response as Answer
+from shared.http import (
+    AuthError,
+    FatalError,
+    HttpClient,
+    Pacer,
+    Response,
+    RetriableError,
+    RetryPolicy,
+    StaticKey,
+    Transport,
+    announced_wait,
+)
 
 
 class Scripted(StandIn):
@@ -19,13 +31,13 @@ class Scripted(StandIn):
 
     def __init__(self):
         super().__init__()
-        self.queue: deque[Response] = deque()
+        self.queue: deque[Answer] = deque()
 
     def routes(self):
         return [("POST", r"/batch", self.answer), ("GET", r"/batch", self.answer)]
 
-    def answer(self, request: Request) -> Response:
-        return self.queue.popleft() if self.queue else Response(200, {"ok": True})
+    def answer(self, request: Request) -> Answer:
+        return self.queue.popleft() if self.queue else Answer(200, {"ok": True})
 
     def state(self):
         return {}
@@ -45,17 +57,17 @@ def client(server):
     server.queue.clear()
     server.log.clear()
     waits: list[float] = []
-    http = HttpClient("Vendor", Pacer(10_000), requests.Session(), policy=RetryPolicy(attempts=4, base_delay=0.01),
+    http = HttpClient("Vendor", Pacer(10_000), Transport(), policy=RetryPolicy(attempts=4, base_delay=0.01),
                       sleep=waits.append)
     http.waits = waits
     return http
 
 
-def response(status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> requests.Response:
-    answer = requests.Response()
-    answer.status_code, answer._content = status, body
-    answer.headers.update(headers or {})
-    return answer
+def response(status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> Response:
+    message = http.client.HTTPMessage()
+    for name, value in (headers or {}).items():
+        message[name] = value
+    return Response(status, "", message, body)
 
 
 def test_every_throttling_signal_in_use_is_read():
@@ -71,33 +83,33 @@ def test_every_throttling_signal_in_use_is_read():
 
 
 def test_server_errors_are_retried_with_growing_waits_until_success(server, client):
-    server.queue.extend([Response(503, {}), Response(500, {}), Response(502, {})])
+    server.queue.extend([Answer(503, {}), Answer(500, {}), Answer(502, {})])
     assert client.request("POST", f"{server.url}/batch", json={}).status_code == 200
     assert len(server.log) == 4 and client.stats.retries == 3 and client.stats.server_errors == 3
     assert client.waits[0] < client.waits[2]
 
 
 def test_an_announced_wait_is_honoured_exactly(server, client):
-    server.queue.append(Response(429, {}, {"Retry-After": "2"}))
+    server.queue.append(Answer(429, {}, {"Retry-After": "2"}))
     client.request("POST", f"{server.url}/batch", json={})
     assert client.waits == [2.0] and client.stats.throttled == 1
 
 
 def test_giving_up_after_the_attempts_says_what_the_vendor_answered(server, client):
-    server.queue.extend([Response(503, {"message": "down for maintenance"})] * 4)
+    server.queue.extend([Answer(503, {"message": "down for maintenance"})] * 4)
     with pytest.raises(RetriableError, match=r"Vendor answered 503: down for maintenance \(gave up after 4 attempts\)"):
         client.request("POST", f"{server.url}/batch", json={})
 
 
 def test_other_client_errors_are_not_retried(server, client):
-    server.queue.append(Response(400, {"message": "bad payload"}))
+    server.queue.append(Answer(400, {"message": "bad payload"}))
     with pytest.raises(FatalError, match=r"Vendor refused the request \(400\): bad payload"):
         client.request("POST", f"{server.url}/batch", json={})
     assert len(server.log) == 1
 
 
 def test_a_401_with_a_static_key_fails_at_once_without_echoing_the_key(server, client):
-    server.queue.append(Response(401, {"message": "invalid key"}))
+    server.queue.append(Answer(401, {"message": "invalid key"}))
     with pytest.raises(AuthError) as caught:
         client.request("POST", f"{server.url}/batch", auth=StaticKey({"Authorization": "Bearer sk-123456"}), json={})
     assert "sk-123456" not in str(caught.value) and len(server.log) == 1

@@ -1,0 +1,163 @@
+"""The HTTP client of one destination's sender: paced, retried, classified (see `shared.http`)."""
+
+from __future__ import annotations
+
+import json as _json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from .auth import TokenSource
+from .errors import AuthError, FatalError, RetriableError
+from .pacing import Pacer
+from .signals import announced_wait, vendor_message
+from .transport import ConnectionProblem, Response, Transport
+
+__all__ = ["HttpClient", "RequestStats", "RetryPolicy", "transport_for"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 8  # per request, the first one included
+    base_delay: float = 0.5  # seconds; doubles per attempt, with jitter
+    max_delay: float = 60.0  # longest single wait, announced or not
+    budget: float = 600.0  # seconds one request may spend across all its attempts
+
+
+@dataclass
+class RequestStats:
+    """What one sender did, for the run report."""
+
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    server_errors: int = 0
+    network_errors: int = 0
+    waited_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "retries": self.retries, "throttled": self.throttled,
+                "server_errors": self.server_errors, "network_errors": self.network_errors,
+                "waited_s": round(self.waited_s, 3)}
+
+
+_transports: dict[str, Transport] = {}
+_transports_lock = threading.Lock()
+
+
+def transport_for(key: str) -> Transport:
+    """One pool of keep-alive connections per destination connection and process."""
+    with _transports_lock:
+        transport = _transports.get(key)
+        if transport is None:
+            transport = _transports[key] = Transport()
+        return transport
+
+
+@dataclass
+class HttpClient:
+    """Sends one destination's requests: paced, retried, classified.
+
+    `describe(response)` extracts the vendor's error message for a FatalError;
+    `accept(response)` lets a destination take a non-2xx answer it understands itself
+    (Campaign Monitor's partial import is a 400 with Code 210).
+    """
+
+    vendor: str
+    pacer: Pacer
+    transport: Transport
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float = 60.0
+    describe: Callable[[Response], str] = lambda response: vendor_message(response, "message")
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    stats: RequestStats = field(default_factory=RequestStats)
+
+    def request(self, method: str, url: str, *, auth: TokenSource | None = None, headers: dict[str, str] | None = None,
+                accept: Callable[[Response], bool] | None = None, json: Any = None,
+                data: bytes | dict[str, str] | None = None) -> Response:
+        """Send until the vendor answers 2xx (or an answer `accept` takes); raise DestinationError otherwise.
+
+        The body is `json` (encoded here), form fields (`data` as a dict) or raw bytes.
+        Raises RetriableError when attempts or the time budget are used up, AuthError on
+        a 401 that a refresh did not cure, FatalError on any other refusal.
+        """
+        body, content_type = _encode(json, data)
+        base_headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
+        if content_type:
+            base_headers.setdefault("Content-Type", content_type)
+        deadline = self.clock() + self.policy.budget
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            sent_headers = {**base_headers, **(auth.headers() if auth is not None else {})}
+            # The body was encoded once, above: the pacer's turn comes just before the bytes go
+            # out, so a throttle window announced meanwhile is still seen.
+            self.stats.waited_s += self.pacer.acquire()
+            self.stats.requests += 1
+            try:
+                response = self.transport.send(method, url, sent_headers, body, self.timeout)
+            except ConnectionProblem as problem:
+                self.stats.network_errors += 1
+                self._back_off(attempt, deadline, None, f"{self.vendor}: {problem}")
+                continue
+            self._note_remaining(response)
+            status = response.status_code
+            if 200 <= status < 300 or (accept is not None and accept(response)):
+                return response
+            if status == 401:
+                if auth is not None and not refreshed and auth.refresh(sent_headers):
+                    refreshed = True
+                    self.stats.retries += 1
+                    continue
+                raise AuthError(f"{self.vendor} refused the credentials (401): {self.describe(response)}")
+            if status == 429 or status >= 500:
+                wait = announced_wait(response)
+                if status == 429:
+                    self.stats.throttled += 1
+                    if wait is not None:
+                        self.pacer.hold(wait)
+                else:
+                    self.stats.server_errors += 1
+                problem = f"{self.vendor} answered {status}: {self.describe(response)}"
+                self._back_off(attempt, deadline, wait, problem)
+                continue
+            raise FatalError(f"{self.vendor} refused the request ({status}): {self.describe(response)}")
+
+    def _back_off(self, attempt: int, deadline: float, announced: float | None, problem: str) -> None:
+        if attempt >= self.policy.attempts:
+            raise RetriableError(f"{problem} (gave up after {attempt} attempts)")
+        if announced is not None:
+            delay = min(announced, self.policy.max_delay)
+        else:
+            ceiling = min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempt - 1))
+            delay = ceiling / 2 + random.uniform(0, ceiling / 2)
+        if self.clock() + delay > deadline:
+            raise RetriableError(f"{problem} (gave up: retry budget of {self.policy.budget:.0f}s used)")
+        self.stats.retries += 1
+        self.stats.waited_s += delay
+        self.sleep(delay)
+
+    def _note_remaining(self, response: Response) -> None:
+        # Braze tells on every answer how many requests its window has left; when none are
+        # left, wait for the reset instead of collecting a 429.
+        if response.headers.get("X-RateLimit-Remaining") == "0" and response.status_code != 429:
+            wait = announced_wait(response)
+            if wait:
+                self.pacer.hold(min(wait, self.policy.max_delay))
+
+
+USER_AGENT = "segment-export/1 (+Azure Functions)"
+
+
+def _encode(json_value: Any, data: bytes | dict[str, str] | None) -> tuple[bytes | None, str | None]:
+    if json_value is not None:
+        return _json.dumps(json_value, separators=(",", ":")).encode("utf-8"), "application/json"
+    if isinstance(data, dict):
+        return urlencode(data).encode("ascii"), "application/x-www-form-urlencoded"
+    return data, None
