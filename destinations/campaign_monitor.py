@@ -17,7 +17,7 @@ from shared.config import DestinationSpec, Setting
 from shared.http import RefreshingBearer, Response, StaticKey, TokenSource, json_body, vendor_message
 from shared.profiles import consent_given, normalise_email
 
-from .base import Destination, RowRejected
+from .base import JSON_STRING, Destination, RowRejected
 
 MAX_FIELD_CHARS = 250  # Campaign Monitor's limit for a custom field value
 CONSENT = ("Yes", "No", "Unchanged")
@@ -44,7 +44,6 @@ SPEC = DestinationSpec(
     batch_size=1000,
     max_batch_size=1000,
     requests_per_second=10.0,  # not published for subscriber endpoints: an assumption, see README
-    parallel_chunks=4,
 )
 
 
@@ -57,23 +56,28 @@ class CampaignMonitor(Destination):
             return None
         return "lacks the field api_key (or access_token and refresh_token for OAuth)"
 
-    def item(self, key: str, fields: Sequence[str]) -> dict[str, Any]:
+    def item(self, key: str, fields: Sequence[str]) -> str:
+        """The subscriber as JSON text (written directly: see `JSON_STRING`)."""
         consent_column = self.columns.get("consent")
         if consent_column is None:
             consent = self.target["consent_to_track"]
         else:
             consent = "Yes" if consent_given(fields[consent_column]) else "No"
         attributes = self.attributes(fields)
-        subscriber: dict[str, Any] = {"EmailAddress": key, "Name": attributes.pop("name", ""),
-                                      "ConsentToTrack": consent}
+        parts = ['{"EmailAddress":', JSON_STRING(key), ',"Name":', JSON_STRING(attributes.pop("name", "")),
+                 ',"ConsentToTrack":"', consent, '"']
         custom = []
         for name, value in attributes.items():
             if len(value) > MAX_FIELD_CHARS:
                 raise RowRejected(f"custom field {name} longer than {MAX_FIELD_CHARS} characters")
-            custom.append({"Key": name, "Value": value})
+            custom.append('{"Key":' + JSON_STRING(name) + ',"Value":' + JSON_STRING(value) + "}")
         if custom:
-            subscriber["CustomFields"] = custom
-        return subscriber
+            parts += [',"CustomFields":[', ",".join(custom), "]"]
+        parts.append("}")
+        return "".join(parts)
+
+    def encode_batch(self, items: list[str]) -> str:
+        return "[" + ",".join(items) + "]"
 
     def send(self, keys: list[str], items: str) -> dict[int, str]:
         url = f"{self.settings['api_base']}/subscribers/{self.target['list_id']}/import.json"

@@ -35,7 +35,6 @@ SPEC = DestinationSpec(
     batch_size=100_000,
     max_batch_size=100_000,
     requests_per_second=10.0,
-    parallel_chunks=2,
 )
 
 # Snapchat needs about this many matched users before an audience can be targeted.

@@ -55,6 +55,7 @@ class OmnisendStandIn(StandIn):
         batch = r"/api/batches/(?P<batch_id>[^/]+)"
         return [
             ("POST", r"/api/batches", self.create_batch),
+            ("GET", r"/api/batches", self.list_batches),
             ("GET", batch, self.get_batch),
             ("GET", batch + r"/items", self.get_items),
             ("DELETE", r"/api/contacts/tags", self.remove_tags),
@@ -124,6 +125,38 @@ class OmnisendStandIn(StandIn):
             self.batches[batch["batchID"]] = batch
         return Response(201, {"batchID": batch["batchID"], "totalCount": len(items)})
 
+    def list_batches(self, request: Request) -> Response:
+        """`GET /batches?endpoint=contacts&offset=&limit=`: newest first; listing counts as a poll."""
+        refused = self._refuse(request)
+        if refused:
+            return refused
+        query = {key: values[0] for key, values in request.query.items()}
+        if query.get("endpoint") not in ("contacts", "products", "events"):
+            return _invalid("endpoint", "endpoint is required: contacts, products or events")
+        offset, limit = int(query.get("offset", 0)), int(query.get("limit", 100))
+        if offset < 0 or not 1 <= limit <= 250:
+            return _invalid("limit", "offset must be at least 0 and limit 1 to 250")
+        with self.lock:
+            ordered = [b for b in reversed(self.batches.values()) if b["endpoint"] == query["endpoint"]]
+            if query.get("status"):
+                ordered = [b for b in ordered if self._summary(b)["status"] == query["status"]]
+            page = ordered[offset:offset + limit]
+            summaries = [self._summary(batch) for batch in page]
+            for batch in page:
+                batch["polls"] += 1
+        following = offset + limit < len(ordered)
+        base = f"/api/batches?endpoint={query['endpoint']}&limit={limit}"
+        return Response(200, {"batches": summaries, "paging": {
+            "offset": offset, "limit": limit, "next": f"{base}&offset={offset + limit}" if following else None,
+            "previous": f"{base}&offset={max(0, offset - limit)}" if offset else None}})
+
+    def _summary(self, batch: dict[str, Any]) -> dict[str, Any]:
+        report = {key: batch[key] for key in ("batchID", "method", "endpoint", "status", "totalCount",
+                                              "finishedCount", "errorsCount", "createdAt", "startedAt", "endedAt")}
+        if batch["polls"] < self.finish_after_polls:
+            report.update(status="inProgress", finishedCount=0, errorsCount=0, endedAt=None)
+        return report
+
     def get_batch(self, request: Request) -> Response:
         return self._report(request, with_items=False)
 
@@ -139,12 +172,9 @@ class OmnisendStandIn(StandIn):
             if batch is None:
                 return _problem(404, "Not Found", f"batch {request.params['batch_id']} not found")
             ended = batch["polls"] >= self.finish_after_polls
+            report = self._summary(batch)
             if not with_items:
                 batch["polls"] += 1
-        report = {key: batch[key] for key in ("batchID", "method", "endpoint", "status", "totalCount",
-                                              "finishedCount", "errorsCount", "createdAt", "startedAt", "endedAt")}
-        if not ended:
-            report.update(status="inProgress", finishedCount=0, errorsCount=0, endedAt=None)
         if with_items:
             report.update(responses=batch["responses"] if ended else [], errors=batch["errors"] if ended else [])
         return Response(200, report)

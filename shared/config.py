@@ -12,6 +12,7 @@ comes from the `DestinationSpec` its module declares; this module knows no vendo
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,11 @@ MODES = ("upsert",)
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")  # Key Vault's own rule for secret names
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+# One chunk activity sends one request at a time: about this many a second to a vendor
+# over the internet (~100 ms a round trip). A connection's rate limit divided by it is
+# how many chunk activities it takes to use the limit (at most MAX_WIDTH).
+SENDER_RATE = 10.0
+MAX_WIDTH = 32
 
 
 @dataclass(frozen=True)
@@ -159,7 +165,13 @@ class DestinationSpec:
     batch_size: int = 100
     max_batch_size: int = 100
     requests_per_second: float = 10.0
-    parallel_chunks: int = 4
+
+    def default_width(self, document: Mapping[str, Any]) -> int:
+        """Chunk activities at once, from the connection's rate limit: one sender per SENDER_RATE."""
+        rate = (document.get("settings") or {}).get("requests_per_second", self.requests_per_second)
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or rate <= 0:
+            rate = self.requests_per_second
+        return max(1, min(MAX_WIDTH, math.ceil(rate / SENDER_RATE)))
 
     def limit_settings(self) -> tuple[Setting, ...]:
         """Settings every connection has, with this destination's documented defaults."""
@@ -169,7 +181,7 @@ class DestinationSpec:
             Setting("requests_per_second", "the vendor's rate limit this connection stays under", kind=(int, float),
                     default=self.requests_per_second, minimum=0.01),
             Setting("parallel_chunks", "chunk activities running at once for this connection", kind=int,
-                    default=self.parallel_chunks, minimum=1, maximum=64),
+                    default=self.default_width, minimum=1, maximum=64),
             Setting("timeout_s", "seconds to wait for the vendor's answer before retrying", kind=(int, float),
                     default=60, minimum=1, maximum=600),
         )

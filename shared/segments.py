@@ -196,6 +196,11 @@ def _parse(path: str, data: bytes, start: int, first_row: int, final: bool) -> B
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return _parse_lines(path, data, start, first_row, final)
+    lines = text.replace("\r\n", "\n")
+    if '"' not in lines and "\r" not in lines:
+        # No quoting, no lone CR: splitting is what csv would do, at half the cost.
+        return Block(first_row, [line.split(",") for line in lines.split("\n") if line], start,
+                     start + len(data), data)
     try:
         rows = [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if row]
     except csv.Error as error:

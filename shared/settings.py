@@ -33,7 +33,7 @@ class AppSettings:
     local_secrets_file: str | None
     allow_local_endpoints: bool
     export_schedule: str
-    chunk_rows: int = 100_000
+    chunk_rows: int | None = None  # None: sized from the segment and the fan-out width
     progress_interval_s: float = 1.0
 
     @classmethod
@@ -54,6 +54,6 @@ class AppSettings:
             local_secrets_file=env.get("LOCAL_SECRETS_FILE") or None,
             allow_local_endpoints=env.get("ALLOW_LOCAL_ENDPOINTS", "").strip().lower() in _TRUE,
             export_schedule=env.get("EXPORT_SCHEDULE", "0 0 2 * * *"),
-            chunk_rows=int(env.get("CHUNK_ROWS") or 100_000),
+            chunk_rows=int(env["CHUNK_ROWS"]) if env.get("CHUNK_ROWS") else None,
             progress_interval_s=float(env.get("PROGRESS_INTERVAL_S") or 1.0),
         )

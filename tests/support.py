@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from destinations.base import Pending
 from sandbox.bundle import Sandbox
 from shared.state import Storage
 
@@ -31,4 +32,9 @@ def assert_accounted(report: dict[str, Any]) -> None:
 def send_rows(destination, rows: list[tuple[str, list[str]]]) -> dict[int, str]:
     """Prepare (key, fields) rows as the plan does, and send them as one batch."""
     keys = [key for key, _ in rows]
-    return destination.send(keys, json.dumps([destination.item(key, fields) for key, fields in rows]))
+    outcome = destination.send(keys, destination.encode_batch([destination.item(key, fields) for key, fields in rows]))
+    while isinstance(outcome, Pending):  # a vendor that finishes batches later: ask until it has
+        settled = destination.settle([outcome])[0]
+        if settled is not None:
+            outcome = settled
+    return outcome

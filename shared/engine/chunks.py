@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from destinations import Destination, DestinationError, destination_class
+from destinations.base import Pending
 
 from ..config import Connection
 from ..http import HttpClient, pacer_for, transport_for
@@ -81,6 +82,7 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
             rows, batch = parse_batch_line(line)
             if rows[-1][0] > resume_after:  # progress is recorded at batch ends: batches are whole
                 sender.send(rows, batch)
+        sender.settle()
     finally:
         if http is not None:
             http.pacer.leave(1 / plan["width"])
@@ -121,31 +123,80 @@ class _Sender:
         self.destination: Destination | None = None
         self.http: HttpClient | None = None
         self.failure: str | None = None
+        self._unsettled: list[tuple[list[list[Any]], Pending]] = []
         self._reported: Counter = Counter()
         self._recorded_at = time.monotonic()
 
     def send(self, rows: list[list[Any]], items: str) -> None:
         """Send one batch: `rows` are its [row, key, identifier], `items` its JSON array."""
-        tally = self.tally
-        tally.rows += len(rows)
+        self.tally.rows += len(rows)
         if self.failure is not None:
-            for row, _, identifier in rows:
-                tally.reject(row, identifier, f"not sent: {self.failure}", self.vendor)
+            self._reject(rows, f"not sent: {self.failure}")
             return
         try:
-            refused = self.destination.send([key for _, key, _ in rows], items)
+            outcome = self.destination.send([key for _, key, _ in rows], items)
         except DestinationError as error:
             self.failure = str(error)
-            for row, _, identifier in rows:
-                tally.reject(row, identifier, self.failure, self.vendor)
+            self._reject(rows, self.failure)
             return
+        if isinstance(outcome, Pending):
+            self._unsettled.append((rows, outcome))
+            if len(self._unsettled) >= self.destination.MAX_UNSETTLED:
+                self.settle()
+            return
+        self._account(rows, outcome)
+        self._record(rows[-1][0])
+
+    def settle(self) -> None:
+        """Wait for the vendor to finish the batches it accepted, and account them."""
+        delay, waited = SETTLE_FIRST_S, 0.0
+        while self._unsettled:
+            try:
+                outcomes = self.destination.settle([pending for _, pending in self._unsettled])
+            except DestinationError as error:
+                self.failure = str(error)
+                for rows, _ in self._unsettled:
+                    self._reject(rows, f"sent, but the vendor's outcome is unknown: {error}")
+                self._unsettled = []
+                return
+            waiting = []
+            for (rows, pending), outcome in zip(self._unsettled, outcomes, strict=True):
+                if outcome is None:
+                    waiting.append((rows, pending))
+                else:
+                    self._account(rows, outcome)
+            last_row = max(rows[-1][0] for rows, _ in self._unsettled)
+            self._unsettled = waiting
+            if not waiting:
+                self._record(last_row)
+            elif waited >= SETTLE_LIMIT_S:
+                self.failure = f"{self.vendor} had not finished its batches after {SETTLE_LIMIT_S:.0f}s"
+                for rows, _ in waiting:
+                    self._reject(rows, f"sent, but the vendor's outcome is unknown: {self.failure}")
+                self._unsettled = []
+            else:
+                time.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, SETTLE_MAX_S)
+
+    def _account(self, rows: list[list[Any]], refused: dict[int, str]) -> None:
         refused = {position: reason for position, reason in refused.items() if 0 <= position < len(rows)}
-        tally.delivered += len(rows) - len(refused)
+        self.tally.delivered += len(rows) - len(refused)
         for position, reason in refused.items():
             row, _, identifier = rows[position]
-            tally.reject(row, identifier, reason, self.vendor)
+            self.tally.reject(row, identifier, reason, self.vendor)
+
+    def _reject(self, rows: list[list[Any]], reason: str) -> None:
+        for row, _, identifier in rows:
+            self.tally.reject(row, identifier, reason, self.vendor)
+
+    def _record(self, through: int) -> None:
         if time.monotonic() - self._recorded_at >= self.interval_s:
             stats = Counter(self.http.stats.as_dict())
-            self.confirm(tally.record(rows[-1][0], dict(stats - self._reported)))
+            self.confirm(self.tally.record(through, dict(stats - self._reported)))
             self._reported = stats
             self._recorded_at = time.monotonic()
+
+
+# How long to wait between asking an asynchronous vendor about its batches, and in all.
+SETTLE_FIRST_S, SETTLE_MAX_S, SETTLE_LIMIT_S = 0.05, 5.0, 900.0

@@ -105,21 +105,25 @@ def _check_unchanged(plan: dict[str, Any], services: Services) -> dict[str, Any]
 def _prepare_chunks(plan: dict[str, Any], connection: Connection, export: Export, services: Services) -> None:
     cls = destination_class(connection.type)
     identifier = cls.SPEC.identifier
-    batch = connection.settings["batch_size"]
-    # Whole batches per chunk, so only a chunk's last request is ever partly filled.
-    rows_per_chunk = max(batch, math.ceil(services.settings.chunk_rows / batch) * batch)
+    batch, width = connection.settings["batch_size"], connection.settings["parallel_chunks"]
     reader = services.storage.segments
+    # Every segment readable, every mapped column present, before any work.
+    infos = [reader.info(path) for path in export.segments]
+    mapped = [resolve_columns(info.path, info.header, export.matching.columns()) for info in infos]
+    total_bytes = sum(info.size - info.data_start for info in infos)
+    rows_per_chunk = None
     first_seen = FirstSeen()
-    for path in export.segments:
-        info = reader.info(path)
-        columns = resolve_columns(path, info.header, export.matching.columns())
+    for info, columns in zip(infos, mapped, strict=True):
+        path = info.path
         plan["segments"].append({"path": path, "bytes": info.size, "etag": info.etag, "header": info.header,
                                  "columns": columns, "rows": 0})
-        width, key_index = len(info.header), columns[identifier]
+        columns_count, key_index = len(info.header), columns[identifier]
         destination = cls(connection, export, columns)  # no credentials: it prepares items, sends nothing
         chunk = _ChunkWriter(plan, path, info.data_start, 1, batch, services)
         for block in reader.blocks(path, info.data_start, info.size):
-            keys, problems = classify_block(block, width, key_index, identifier, cls)
+            if rows_per_chunk is None:
+                rows_per_chunk = _rows_per_chunk(services.settings.chunk_rows, batch, width, total_bytes, block)
+            keys, problems = classify_block(block, columns_count, key_index, identifier, cls)
             firsts = first_seen.first(keys)
             index = 0
             while index < len(block.rows):
@@ -134,7 +138,22 @@ def _prepare_chunks(plan: dict[str, Any], connection: Connection, export: Export
         plan["segments"][-1]["rows"] = sum(c["rows"] for c in plan["chunks"] if c["segment"] == path)
     if not any(s["rows"] for s in plan["segments"]):
         raise PlanError(f"the export's segments hold no data rows (only a header): {', '.join(export.segments)}")
-    plan["width"] = min(connection.settings["parallel_chunks"], len(plan["chunks"]))
+    plan["width"] = min(width, len(plan["chunks"]))
+
+
+def _rows_per_chunk(configured: int | None, batch: int, width: int, total_bytes: int, first: Block) -> int:
+    """Rows per chunk: CHUNK_ROWS if set; else enough chunks for the fan-out width, at most
+    MAX_CHUNK_ROWS each (an activity's work and memory). Always whole batches, so only a
+    chunk's last request is ever partly filled."""
+    if configured:
+        rows = configured
+    else:
+        estimated_rows = total_bytes * len(first.rows) / max(1, first.end - first.start)
+        rows = min(MAX_CHUNK_ROWS, math.ceil(estimated_rows / width))
+    return max(batch, math.ceil(rows / batch) * batch)
+
+
+MAX_CHUNK_ROWS = 100_000
 
 
 class _ChunkWriter:
@@ -144,16 +163,19 @@ class _ChunkWriter:
                  services: Services):
         self.plan, self.segment, self.start, self.first_row = plan, segment, start, first_row
         self.batch_size, self.services = batch_size, services
+        self.index = len(plan["chunks"])
         self.rows = self.items = 0
-        self.batches: list[str] = []
+        self.batches = services.runs.items_writer(plan["export"]["name"], plan["run_id"], self.index)
         self._rows: list[list[Any]] = []
         self._items: list[Any] = []
+        self._destination: Destination | None = None
         self.tally = Tally(segment)
 
     def take(self, block: Block, begin: int, end: int, key_index: int, keys: list[str | None], firsts: list[bool],
              problems: dict[int, tuple[str, str]], destination: Destination) -> None:
         """Account rows [begin, end) of `block`: an item line for each sendable one."""
         rows, number = block.rows, block.first_row
+        self._destination = destination
         for index in range(begin, end):
             key = keys[index]
             if key is None:
@@ -179,7 +201,7 @@ class _ChunkWriter:
 
     def _close_batch(self) -> None:
         if self._items:
-            self.batches.append(batch_line(self._rows, self._items))
+            self.batches.write(batch_line(self._rows, self._destination.encode_batch(self._items)))
             self.items += len(self._items)
             self._rows, self._items = [], []
 
@@ -187,10 +209,11 @@ class _ChunkWriter:
         self._close_batch()
         if self.rows == 0:
             return
-        index = len(self.plan["chunks"])
+        index = self.index
+        self.batches.close()
         runs, name, run_id = self.services.runs, self.plan["export"]["name"], self.plan["run_id"]
         invalid_file = runs.write_rejected(name, run_id, index, self.tally.rejected_csv, "invalid")
-        runs.write_prepared(name, run_id, index, "".join(self.batches), {
+        runs.write_prepared(name, run_id, index, {
             "rows": self.rows, "items": self.items, "rejected": dict(self.tally.rejected),
             "skipped": dict(self.tally.skipped), "invalid_file": invalid_file})
         self.plan["chunks"].append({"index": index, "segment": self.segment, "start": self.start, "end": end,

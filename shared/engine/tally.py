@@ -80,9 +80,9 @@ class Tally:
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def batch_line(rows: list[list[Any]], items: list[Any]) -> str:
+def batch_line(rows: list[list[Any]], items: str) -> str:
     """One prepared batch: [[row, key, identifier], ...] and the JSON array of its items."""
-    return _ENCODE(rows) + "\t" + _ENCODE(items) + "\n"
+    return _ENCODE(rows) + "\t" + items + "\n"
 
 
 def parse_batch_line(line: str) -> tuple[list[list[Any]], str]:

@@ -1,5 +1,7 @@
 """Omnisend: contacts tagged through asynchronous batches, consent respected, per-item errors read back."""
 
+import json
+
 import pytest
 
 from destinations import AuthError, RowRejected
@@ -17,12 +19,12 @@ def omnisend(build):
 
 
 def test_a_contact_is_tagged_and_subscribed_only_with_explicit_consent(omnisend):
-    yes = omnisend.item("ana@example.com", ["ana@example.com", "Ana", "PT", "yes", "gold"])
+    yes = json.loads(omnisend.item("ana@example.com", ["ana@example.com", "Ana", "PT", "yes", "gold"]))
     assert yes == {"identifiers": [{"type": "email", "id": "ana@example.com",
                                     "channels": {"email": {"status": "subscribed"}}}],
                    "tags": ["vip"], "firstName": "Ana", "countryCode": "PT", "customProperties": {"tier": "gold"}}
     for consent in ("", "no", "unknown"):
-        contact = omnisend.item("b@example.com", ["b@example.com", "", "", consent, ""])
+        contact = json.loads(omnisend.item("b@example.com", ["b@example.com", "", "", consent, ""]))
         assert contact["identifiers"][0]["channels"]["email"]["status"] == "nonSubscribed"
 
 
@@ -36,11 +38,19 @@ def test_identify_refuses_invalid_addresses():
         Omnisend.identify("ana@@example.com")
 
 
-def test_a_batch_is_polled_until_finished_and_contacts_carry_the_tag(omnisend, stand_ins, monkeypatch):
+def test_a_batch_is_settled_from_the_batch_list_once_omnisend_finishes_it(omnisend, stand_ins, monkeypatch):
     monkeypatch.setattr(stand_ins.omnisend, "finish_after_polls", 2)
     assert send_rows(omnisend, [(f"u{i}@example.com", [f"u{i}@example.com", "", "", "", ""]) for i in range(100)]) == {}
     assert stand_ins.omnisend.tagged("vip") == {f"u{i}@example.com" for i in range(100)}
-    assert len(stand_ins.omnisend.requests("GET", r"/api/batches/[^/]+")) == 3
+    assert len(stand_ins.omnisend.requests("GET", r"/api/batches")) == 3  # in progress twice, then finished
+    assert stand_ins.omnisend.requests("GET", r"/api/batches/.+") == []  # no request per batch
+
+
+def test_many_batches_are_settled_with_one_request(omnisend, stand_ins):
+    pending = [omnisend.send([f"b{n}@example.com"], omnisend.encode_batch(
+        [omnisend.item(f"b{n}@example.com", [f"b{n}@example.com", "", "", "", ""])])) for n in range(20)]
+    assert omnisend.settle(pending) == [{}] * 20
+    assert len(stand_ins.omnisend.requests("GET", r"/api/batches.*")) == 1
 
 
 def test_per_item_errors_are_read_from_the_batch_items(omnisend, stand_ins, monkeypatch):

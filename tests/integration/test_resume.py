@@ -73,6 +73,7 @@ def test_progress_is_recorded_after_every_batch_or_at_most_once_per_interval(
     export = {"name": f"progress-{unique}", "display_name": "p", "connection": connection["name"],
               "segments": [path], "target": {"segment_id": "p"},
               "matching": {"email": "Email", "customer_id": "CustomerId"}}
+    monkeypatch.setenv("CHUNK_ROWS", "1000")  # one chunk
     runs = {}
     for interval in ("0", "3600"):
         monkeypatch.setenv("PROGRESS_INTERVAL_S", interval)
