@@ -138,6 +138,13 @@ class SegmentReader:
         """The byte offset just past the first `count` rows of `block` (a chunk boundary)."""
         if count >= len(block.rows):
             return block.end
+        data = block.data
+        if b'"' not in data and b"\n\n" not in data and b"\n\r\n" not in data and not data.startswith((b"\n", b"\r")):
+            # No quoting and no blank lines: the row ends at its newline.
+            position = -1
+            for _ in range(count):
+                position = data.index(b"\n", position + 1)
+            return block.start + position + 1
         for seen, (_, end, _) in enumerate(_rows_with_ends(block.data, block.start, ""), start=1):
             if seen == count:
                 return end

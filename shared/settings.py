@@ -34,7 +34,7 @@ class AppSettings:
     allow_local_endpoints: bool
     export_schedule: str
     chunk_rows: int | None = None  # None: sized from the segment and the fan-out width
-    progress_interval_s: float = 1.0
+    progress_interval_s: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
@@ -55,5 +55,5 @@ class AppSettings:
             allow_local_endpoints=env.get("ALLOW_LOCAL_ENDPOINTS", "").strip().lower() in _TRUE,
             export_schedule=env.get("EXPORT_SCHEDULE", "0 0 2 * * *"),
             chunk_rows=int(env["CHUNK_ROWS"]) if env.get("CHUNK_ROWS") else None,
-            progress_interval_s=float(env.get("PROGRESS_INTERVAL_S") or 1.0),
+            progress_interval_s=float(env.get("PROGRESS_INTERVAL_S") or 5.0),
         )

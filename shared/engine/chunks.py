@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from destinations import Destination, DestinationError, destination_class
 from destinations.base import Pending
@@ -79,9 +79,9 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
             sender.failure = f"{cls.SPEC.display_name}: {error}"
     try:
         for line in items:
-            rows, batch = parse_batch_line(line)
-            if rows[-1][0] > resume_after:  # progress is recorded at batch ends: batches are whole
-                sender.send(rows, batch)
+            rows, keys, identifiers, batch = parse_batch_line(line)
+            if rows[-1] > resume_after:  # progress is recorded at batch ends: batches are whole
+                sender.send(rows, keys, identifiers, batch)
         sender.settle()
     finally:
         if http is not None:
@@ -111,6 +111,11 @@ def _client(cls: type[Destination], connection: Connection, width: int) -> HttpC
                       timeout=float(connection.settings["timeout_s"]), describe=cls.describe)
 
 
+class _Batch(NamedTuple):
+    rows: list[int]
+    identifiers: list[str]
+
+
 class _Sender:
     """Sends prepared batches; after a failure, accounts the rest as not sent."""
 
@@ -123,29 +128,30 @@ class _Sender:
         self.destination: Destination | None = None
         self.http: HttpClient | None = None
         self.failure: str | None = None
-        self._unsettled: list[tuple[list[list[Any]], Pending]] = []
+        self._unsettled: list[tuple[_Batch, Pending]] = []
         self._reported: Counter = Counter()
         self._recorded_at = time.monotonic()
 
-    def send(self, rows: list[list[Any]], items: str) -> None:
-        """Send one batch: `rows` are its [row, key, identifier], `items` its JSON array."""
+    def send(self, rows: list[int], keys: list[str], identifiers: list[str], items: str) -> None:
+        """Send one batch: its row numbers, keys and raw identifiers, and its items' JSON array."""
+        batch = _Batch(rows, identifiers)
         self.tally.rows += len(rows)
         if self.failure is not None:
-            self._reject(rows, f"not sent: {self.failure}")
+            self._reject(batch, f"not sent: {self.failure}")
             return
         try:
-            outcome = self.destination.send([key for _, key, _ in rows], items)
+            outcome = self.destination.send(keys, items)
         except DestinationError as error:
             self.failure = str(error)
-            self._reject(rows, self.failure)
+            self._reject(batch, self.failure)
             return
         if isinstance(outcome, Pending):
-            self._unsettled.append((rows, outcome))
+            self._unsettled.append((batch, outcome))
             if len(self._unsettled) >= self.destination.MAX_UNSETTLED:
                 self.settle()
             return
-        self._account(rows, outcome)
-        self._record(rows[-1][0])
+        self._account(batch, outcome)
+        self._record(rows[-1])
 
     def settle(self) -> None:
         """Wait for the vendor to finish the batches it accepted, and account them."""
@@ -155,39 +161,38 @@ class _Sender:
                 outcomes = self.destination.settle([pending for _, pending in self._unsettled])
             except DestinationError as error:
                 self.failure = str(error)
-                for rows, _ in self._unsettled:
-                    self._reject(rows, f"sent, but the vendor's outcome is unknown: {error}")
+                for batch, _ in self._unsettled:
+                    self._reject(batch, f"sent, but the vendor's outcome is unknown: {error}")
                 self._unsettled = []
                 return
             waiting = []
-            for (rows, pending), outcome in zip(self._unsettled, outcomes, strict=True):
+            for (batch, pending), outcome in zip(self._unsettled, outcomes, strict=True):
                 if outcome is None:
-                    waiting.append((rows, pending))
+                    waiting.append((batch, pending))
                 else:
-                    self._account(rows, outcome)
-            last_row = max(rows[-1][0] for rows, _ in self._unsettled)
+                    self._account(batch, outcome)
+            last_row = max(batch.rows[-1] for batch, _ in self._unsettled)
             self._unsettled = waiting
             if not waiting:
                 self._record(last_row)
             elif waited >= SETTLE_LIMIT_S:
                 self.failure = f"{self.vendor} had not finished its batches after {SETTLE_LIMIT_S:.0f}s"
-                for rows, _ in waiting:
-                    self._reject(rows, f"sent, but the vendor's outcome is unknown: {self.failure}")
+                for batch, _ in waiting:
+                    self._reject(batch, f"sent, but the vendor's outcome is unknown: {self.failure}")
                 self._unsettled = []
             else:
                 time.sleep(delay)
                 waited += delay
                 delay = min(delay * 2, SETTLE_MAX_S)
 
-    def _account(self, rows: list[list[Any]], refused: dict[int, str]) -> None:
-        refused = {position: reason for position, reason in refused.items() if 0 <= position < len(rows)}
-        self.tally.delivered += len(rows) - len(refused)
+    def _account(self, batch: _Batch, refused: dict[int, str]) -> None:
+        refused = {position: reason for position, reason in refused.items() if 0 <= position < len(batch.rows)}
+        self.tally.delivered += len(batch.rows) - len(refused)
         for position, reason in refused.items():
-            row, _, identifier = rows[position]
-            self.tally.reject(row, identifier, reason, self.vendor)
+            self.tally.reject(batch.rows[position], batch.identifiers[position], reason, self.vendor)
 
-    def _reject(self, rows: list[list[Any]], reason: str) -> None:
-        for row, _, identifier in rows:
+    def _reject(self, batch: _Batch, reason: str) -> None:
+        for row, identifier in zip(batch.rows, batch.identifiers, strict=True):
             self.tally.reject(row, identifier, reason, self.vendor)
 
     def _record(self, through: int) -> None:

@@ -142,18 +142,20 @@ def _prepare_chunks(plan: dict[str, Any], connection: Connection, export: Export
 
 
 def _rows_per_chunk(configured: int | None, batch: int, width: int, total_bytes: int, first: Block) -> int:
-    """Rows per chunk: CHUNK_ROWS if set; else enough chunks for the fan-out width, at most
-    MAX_CHUNK_ROWS each (an activity's work and memory). Always whole batches, so only a
-    chunk's last request is ever partly filled."""
+    """Rows per chunk: CHUNK_ROWS if set; else enough chunks for the fan-out width, within
+    MIN_CHUNK_ROWS and MAX_CHUNK_ROWS. Always whole batches, so only a chunk's last request
+    is ever partly filled."""
     if configured:
         rows = configured
     else:
         estimated_rows = total_bytes * len(first.rows) / max(1, first.end - first.start)
-        rows = min(MAX_CHUNK_ROWS, math.ceil(estimated_rows / width))
+        rows = min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, math.ceil(estimated_rows / width)))
     return max(batch, math.ceil(rows / batch) * batch)
 
 
-MAX_CHUNK_ROWS = 100_000
+# Bounds of automatic chunk sizes: a chunk activity has a fixed cost (a dozen blob
+# operations), so tiny chunks waste it; a huge one holds an activity and its memory long.
+MIN_CHUNK_ROWS, MAX_CHUNK_ROWS = 10_000, 100_000
 
 
 class _ChunkWriter:
@@ -166,7 +168,9 @@ class _ChunkWriter:
         self.index = len(plan["chunks"])
         self.rows = self.items = 0
         self.batches = services.runs.items_writer(plan["export"]["name"], plan["run_id"], self.index)
-        self._rows: list[list[Any]] = []
+        self._rows: list[int] = []
+        self._keys: list[str] = []
+        self._identifiers: list[str] = []
         self._items: list[Any] = []
         self._destination: Destination | None = None
         self.tally = Tally(segment)
@@ -193,7 +197,9 @@ class _ChunkWriter:
                 except RowRejected as refusal:  # a field the vendor would refuse
                     self.tally.reject(number + index, fields[key_index], refusal.reason, "export")
                     continue
-                self._rows.append([number + index, key, fields[key_index]])
+                self._rows.append(number + index)
+                self._keys.append(key)
+                self._identifiers.append(fields[key_index])
                 self._items.append(item)
                 if len(self._items) == self.batch_size:
                     self._close_batch()
@@ -201,9 +207,10 @@ class _ChunkWriter:
 
     def _close_batch(self) -> None:
         if self._items:
-            self.batches.write(batch_line(self._rows, self._destination.encode_batch(self._items)))
+            self.batches.write(batch_line(self._rows, self._keys, self._identifiers,
+                                          self._destination.encode_batch(self._items)))
             self.items += len(self._items)
-            self._rows, self._items = [], []
+            self._rows, self._keys, self._identifiers, self._items = [], [], [], []
 
     def close(self, end: int) -> None:
         self._close_batch()

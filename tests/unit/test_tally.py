@@ -1,0 +1,18 @@
+"""Prepared batch lines: what the plan writes is exactly what a chunk activity reads back."""
+
+from shared.engine.tally import batch_line, parse_batch_line
+
+
+def test_a_batch_line_round_trips():
+    line = batch_line([3, 4, 9], ["ana@example.com", "ben@example.com", "cy@example.com"],
+                      [" Ana@Example.com", "ben@example.com", "CY@example.com "], '[{"a":1},{"b":2},{"c":3}]')
+    assert parse_batch_line(line) == ([3, 4, 9], ["ana@example.com", "ben@example.com", "cy@example.com"],
+                                      [" Ana@Example.com", "ben@example.com", "CY@example.com "],
+                                      '[{"a":1},{"b":2},{"c":3}]')
+
+
+def test_values_holding_separators_still_round_trip():
+    identifiers = ["tab\there", "new\nline", "unit\x1fseparator"]
+    line = batch_line([1, 2, 3], ["k1", "k\t2", "k3"], identifiers, "[1,2,3]")
+    assert line.count("\n") == 1 and line.endswith("\n")
+    assert parse_batch_line(line) == ([1, 2, 3], ["k1", "k\t2", "k3"], identifiers, "[1,2,3]")
