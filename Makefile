@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test lint sandbox clean
+.PHONY: setup demo test bench lint sandbox clean
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
@@ -22,6 +22,15 @@ $(NODE_STAMP): package.json package-lock.json
 
 demo: setup
 	$(PY) cli.py demo
+
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(PY_STAMP) requirements-bench.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+bench: setup $(BENCH_STAMP)
+	$(PY) -m bench
 
 test: setup
 	$(PY) -m pytest

@@ -119,13 +119,16 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
     _stop_on_sigterm()
     faults = Faults(**json.loads(args.faults)) if args.faults else None
-    with Sandbox(rate_limited=not args.unthrottled, faults=faults, latency_s=args.latency_ms / 1000) as sandbox:
+    with Sandbox(rate_limited=not args.unthrottled, faults=faults, latency_s=args.latency_ms / 1000,
+                 tls=args.tls) as sandbox:
         for name, stand_in in sandbox.stand_ins.items():
             print(f"{name:<17} {stand_in.url}")
         if args.write_config:
             folder = Path(args.write_config)
             folder.mkdir(parents=True, exist_ok=True)
             sandbox.write_secrets(str(folder / "local.secrets.json"))
+            if args.tls:
+                sandbox.write_ca_bundle(str(folder / "ca.pem"))
             (folder / "connections.json").write_text(
                 json.dumps({"connections": sandbox.connections(), "exports": []}, indent=2), encoding="utf-8")
             # Written last: its presence tells a waiting process that everything is ready.
@@ -175,6 +178,7 @@ def parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--faults", metavar="JSON",
                          help='injected faults, e.g. \'{"throttle": 0.1, "server_error": 0.05}\'')
     sandbox.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
+    sandbox.add_argument("--tls", action="store_true", help="serve HTTPS (CA written to DIR/ca.pem)")
     sandbox.set_defaults(handler=cmd_sandbox)
     demo = commands.add_parser("demo", help="generate a segment and export it to all four stand-ins")
     demo.add_argument("--profiles", type=int, default=50_000)

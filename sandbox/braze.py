@@ -33,8 +33,9 @@ class BrazeStandIn(StandIn):
     vendor = "braze"
 
     def __init__(self, *, api_key: str, rate_limited: bool = True, faults: Faults | None = None,
-                 latency_s: float = 0.0, max_batch: int = 75, refuse_emails: Iterable[str] = ()):
-        super().__init__(faults=faults, window=Window(*RATE_LIMIT) if rate_limited else None, latency_s=latency_s)
+                 latency_s: float = 0.0, max_batch: int = 75, refuse_emails: Iterable[str] = (), tls: bool = False):
+        super().__init__(faults=faults, window=Window(*RATE_LIMIT) if rate_limited else None,
+                         latency_s=latency_s, tls=tls)
         self.api_key = api_key
         self.max_batch = max_batch
         self.refuse_emails = {address.lower() for address in refuse_emails}

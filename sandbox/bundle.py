@@ -29,7 +29,8 @@ class Sandbox:
     """Snapchat, Braze, Omnisend and Campaign Monitor stand-ins; a context manager."""
 
     def __init__(self, *, rate_limited: bool = True, faults: Faults | None = None,
-                 refuse_emails: Iterable[str] = (), suppressed: Iterable[str] = (), latency_s: float = 0.0):
+                 refuse_emails: Iterable[str] = (), suppressed: Iterable[str] = (), latency_s: float = 0.0,
+                 tls: bool = False):
         token = secrets.token_urlsafe
         self.credentials: dict[str, dict[str, str]] = {
             "sandbox-snapchat": {"client_id": token(8), "client_secret": token(16), "refresh_token": token(16)},
@@ -38,7 +39,7 @@ class Sandbox:
             "sandbox-campaign-monitor": {"api_key": token(24)},
         }
         refuse = list(refuse_emails)
-        options = {"rate_limited": rate_limited, "faults": faults, "latency_s": latency_s}
+        options = {"rate_limited": rate_limited, "faults": faults, "latency_s": latency_s, "tls": tls}
         self.snapchat = SnapchatStandIn(**self.credentials["sandbox-snapchat"], audience_ids=[AUDIENCE_ID], **options)
         self.braze = BrazeStandIn(api_key=self.credentials["sandbox-braze"]["api_key"], refuse_emails=refuse, **options)
         self.omnisend = OmnisendStandIn(api_key=self.credentials["sandbox-omnisend"]["api_key"], refuse_emails=refuse,
@@ -83,6 +84,13 @@ class Sandbox:
             connection("sandbox-campaign-monitor", "campaign_monitor", "Campaign Monitor (sandbox)",
                        {"api_base": f"{cm}/api/v3.3", "token_url": f"{cm}/oauth/token"}),
         ]
+
+    def write_ca_bundle(self, path: str) -> None:
+        """The stand-ins' CA certificates in one file, for REQUESTS_CA_BUNDLE (when serving TLS)."""
+        with open(path, "w", encoding="utf-8") as bundle:
+            for stand_in in self.stand_ins.values():
+                with open(stand_in.ca_path, encoding="utf-8") as certificate:
+                    bundle.write(certificate.read())
 
     def write_secrets(self, path: str) -> None:
         """The local secrets file (LOCAL_SECRETS_FILE) holding this session's credentials."""

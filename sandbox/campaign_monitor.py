@@ -46,8 +46,9 @@ class CampaignMonitorStandIn(StandIn):
     def __init__(self, *, api_key: str, list_ids: Iterable[str], oauth: dict[str, str] | None = None,
                  rate_limited: bool = True, faults: Faults | None = None, latency_s: float = 0.0,
                  suppressed: Iterable[str] = (), unsubscribed: dict[str, Iterable[str]] | None = None,
-                 bounced: Iterable[str] = ()):
-        super().__init__(faults=faults, window=Window(10, 1.0) if rate_limited else None, latency_s=latency_s)
+                 bounced: Iterable[str] = (), tls: bool = False):
+        super().__init__(faults=faults, window=Window(10, 1.0) if rate_limited else None,
+                         latency_s=latency_s, tls=tls)
         self.api_key = api_key
         self.refresh_token = (oauth or {}).get("refresh_token")
         self.tokens: dict[str, bool] = {oauth["access_token"]: True} if oauth else {}  # token -> still valid

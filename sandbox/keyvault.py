@@ -28,22 +28,12 @@ and localhost by a throw-away CA generated at `start()`; its files are removed a
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import os
-import ssl
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from azure.core.credentials import AccessToken
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .server import Faults, Request, Response, StandIn
 
@@ -72,13 +62,12 @@ class KeyVaultStandIn(StandIn):
     def __init__(self, *, secrets: Mapping[str, str] | None = None, token: str = DEFAULT_TOKEN,
                  tenant_id: str = DEFAULT_TENANT, resource: str | None = None, faults: Faults | None = None,
                  latency_s: float = 0.0):
-        super().__init__(faults=faults, latency_s=latency_s)
+        super().__init__(faults=faults, latency_s=latency_s, tls=True)
         self.token, self.tenant_id, self._resource = token, tenant_id, resource
         self.identity_header = "local-identity-header"
         self.secrets: dict[str, str] = {}
         self.versions: dict[str, dict[str, tuple[str, int]]] = {}  # name -> version -> (value, created)
         self.calls: list[dict[str, Any]] = []  # method, path, had_token: what the client sent
-        self._certificates: tempfile.TemporaryDirectory | None = None
         for name, value in (secrets or {}).items():
             self.set_secret(name, value)
 
@@ -108,43 +97,6 @@ class KeyVaultStandIn(StandIn):
         if latest is None or versions[latest][0] != self.secrets[name]:
             latest = self.set_secret(name, self.secrets[name])
         return latest
-
-    # -- serving over TLS --------------------------------------------------------------------
-
-    def start(self, port: int = 0) -> KeyVaultStandIn:
-        self._certificates = tempfile.TemporaryDirectory(prefix="keyvault-stand-in-")
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*_issue_certificates(self._certificates.name))
-        super().start(port)
-        server = self._server
-        # Wrapped before any client can know the port; the handshake runs in each connection's
-        # thread on its first read, so a client stuck in it never blocks the accepting thread.
-        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-        report = server.handle_error
-
-        def handle_error(request: Any, client_address: Any) -> None:
-            # A client that does not trust the certificate is the client's failure, not a server traceback.
-            if not isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
-                report(request, client_address)
-
-        server.handle_error = handle_error
-        return self
-
-    def stop(self) -> None:
-        super().stop()
-        if self._certificates:
-            self._certificates.cleanup()
-            self._certificates = None
-
-    @property
-    def url(self) -> str:
-        return super().url.replace("http://", "https://", 1)
-
-    @property
-    def ca_path(self) -> str:
-        """The CA certificate (PEM) to pass as `connection_verify`; valid until `stop()`."""
-        assert self._certificates, "stand-in not started"
-        return os.path.join(self._certificates.name, "ca.pem")
 
     @property
     def resource(self) -> str:
@@ -226,38 +178,3 @@ class KeyVaultStandIn(StandIn):
 
 def _error(status: int, code: str, message: str) -> Response:
     return Response(status, {"error": {"code": code, "message": message}})
-
-
-def _issue_certificates(directory: str) -> tuple[str, str]:
-    """A throw-away CA (ca.pem) and a server certificate for 127.0.0.1 and localhost signed by it."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Key Vault stand-in test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    server = (x509.CertificateBuilder()
-              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])).issuer_name(ca_name)
-              .public_key(server_key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-              .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                          x509.DNSName("localhost")]), critical=False)
-              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-              .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-              .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-              .sign(ca_key, hashes.SHA256()))
-    ca_path, cert_path, key_path = (os.path.join(directory, name) for name in ("ca.pem", "server.pem", "server.key"))
-    with open(ca_path, "wb") as file:
-        file.write(ca.public_bytes(serialization.Encoding.PEM))
-    with open(cert_path, "wb") as file:
-        file.write(server.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as file:
-        file.write(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption()))
-    return cert_path, key_path

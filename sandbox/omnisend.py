@@ -41,9 +41,9 @@ class OmnisendStandIn(StandIn):
 
     def __init__(self, *, api_key: str, rate_limited: bool = True, faults: Faults | None = None,
                  latency_s: float = 0.0, max_batch: int = 100, refuse_emails: Iterable[str] = (),
-                 finish_after_polls: int = 0, stop_batches: bool = False):
+                 finish_after_polls: int = 0, stop_batches: bool = False, tls: bool = False):
         super().__init__(faults=faults, window=Window(400, 60.0, sliding=True) if rate_limited else None,
-                         latency_s=latency_s)
+                         latency_s=latency_s, tls=tls)
         self.tag_window = Window(60, 60.0, sliding=True) if rate_limited else None
         self.api_key, self.max_batch = api_key, max_batch
         self.refuse_emails = {address.lower() for address in refuse_emails}

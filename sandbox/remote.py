@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class RemoteSandbox:
     """A `python cli.py sandbox` process; a context manager."""
 
-    def __init__(self, *, rate_limited: bool = True, faults: Faults | None = None, latency_s: float = 0.0):
-        self._options = ["--latency-ms", str(latency_s * 1000)]
+    def __init__(self, *, rate_limited: bool = True, faults: Faults | None = None, latency_s: float = 0.0,
+                 tls: bool = False):
+        self._options = ["--latency-ms", str(latency_s * 1000)] + (["--tls"] if tls else [])
         if not rate_limited:
             self._options.append("--unthrottled")
         if faults is not None:
@@ -77,12 +78,18 @@ class RemoteSandbox:
     def connections(self) -> list[dict[str, Any]]:
         return json.loads((self._folder / "connections.json").read_text())["connections"]
 
+    @property
+    def ca_path(self) -> str:
+        """The stand-ins' CA certificates (when started with tls=True), for REQUESTS_CA_BUNDLE."""
+        return str(self._folder / "ca.pem")
+
     def write_secrets(self, path: str) -> None:
         shutil.copyfile(self._folder / "local.secrets.json", path)
 
     def control(self, vendor: str) -> dict[str, Any]:
         """A stand-in's control view: state, request count, requests inside throttle windows, faults."""
-        response = requests.get(f"{self.urls[vendor]}/__sandbox__/state", timeout=60)
+        response = requests.get(f"{self.urls[vendor]}/__sandbox__/state", timeout=60,
+                                verify=self.ca_path if self.urls[vendor].startswith("https") else True)
         response.raise_for_status()
         return response.json()
 

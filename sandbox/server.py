@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import re
 import socket
+import ssl
+import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -30,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from .tls import issue_certificates
 
 __all__ = ["Faults", "Request", "Response", "StandIn", "Window"]
 
@@ -126,7 +132,8 @@ class StandIn:
 
     vendor = "vendor"
 
-    def __init__(self, *, faults: Faults | None = None, window: Window | None = None, latency_s: float = 0.0):
+    def __init__(self, *, faults: Faults | None = None, window: Window | None = None, latency_s: float = 0.0,
+                 tls: bool = False):
         self.faults = faults or Faults()
         self.window = window
         self.latency_s = latency_s  # added to every answer (a far-away vendor)
@@ -145,6 +152,8 @@ class StandIn:
         self._routes: list[Route] = [
             (method, re.compile(pattern), handler) for method, pattern, handler in self.routes()]
         self._server: ThreadingHTTPServer | None = None
+        self.tls = tls
+        self._certificates: tempfile.TemporaryDirectory | None = None
 
     # -- what subclasses provide -------------------------------------------------------
 
@@ -190,16 +199,43 @@ class StandIn:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
+        if self.tls:
+            self._serve_tls(self._server)
         # A short poll interval lets stop() return at once instead of after half a second.
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                          name=f"{self.vendor}-stand-in", daemon=True).start()
         return self
+
+    def _serve_tls(self, server: ThreadingHTTPServer) -> None:
+        self._certificates = tempfile.TemporaryDirectory(prefix=f"{self.vendor}-stand-in-")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*issue_certificates(self._certificates.name))
+        # The handshake runs in each connection's thread on its first read, so a client stuck
+        # in it never blocks the accepting thread.
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+        report = server.handle_error
+
+        def handle_error(request: Any, client_address: Any) -> None:
+            # A client that does not trust the certificate is the client's failure, not a server traceback.
+            if not isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+                report(request, client_address)
+
+        server.handle_error = handle_error
+
+    @property
+    def ca_path(self) -> str:
+        """The CA certificate (PEM) clients must trust when the stand-in serves TLS; valid until `stop()`."""
+        assert self._certificates, "stand-in not started with tls=True"
+        return os.path.join(self._certificates.name, "ca.pem")
 
     def stop(self) -> None:
         if self._server:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        if self._certificates:
+            self._certificates.cleanup()
+            self._certificates = None
 
     def __enter__(self) -> StandIn:
         return self.start()
@@ -210,7 +246,7 @@ class StandIn:
     @property
     def url(self) -> str:
         assert self._server, "stand-in not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self._server.server_address[1]}"
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
         """The logged requests, optionally filtered by method and path regex."""

@@ -32,7 +32,7 @@ class PlanError(Exception):
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def load_definitions(plan_or_request: dict[str, Any], services: Services) -> tuple[Connection, Export]:

@@ -44,4 +44,4 @@ def run_request(export_name: str, *, trigger: str, requested_by: str | None, ser
             raise UnknownExport(f'unknown export "{export_name}"')
         connection = services.definitions.connection_document(str(export.get("connection")))
     return {"run_id": run_id or new_run_id(), "export": export, "connection": connection, "trigger": trigger,
-            "requested_by": requested_by, "requested_at": datetime.now(UTC).isoformat(timespec="seconds")}
+            "requested_by": requested_by, "requested_at": datetime.now(UTC).isoformat(timespec="milliseconds")}

@@ -1,0 +1,93 @@
+"""What every benchmark scenario needs: storage, stand-ins, a segment, and a measured exporter.
+
+The exporter runs in a process of its own (`python -m bench.exporter`), started from
+here, so its CPU time and peak memory are its own: `os.wait4` gives user+sys seconds and
+the peak resident set of that one process. Azurite (node) and the stand-ins (another
+Python process) are measured apart or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox.azurite import Azurite
+from sandbox.remote import RemoteSandbox
+from shared.state import Storage
+
+from .segments import upload
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Measured:
+    """One exporter process: its figures and the reports of the runs it made."""
+
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    reports: dict[str, dict[str, Any]]
+    run_walls: dict[str, float]
+
+
+@contextmanager
+def environment(*, rate_limited: bool, latency_s: float = 0.0, tls: bool = False):
+    """Azurite and a stand-in process; yields (storage, sandbox, env for the exporter)."""
+    with Azurite() as azurite, RemoteSandbox(rate_limited=rate_limited, latency_s=latency_s, tls=tls) as sandbox, \
+            tempfile.TemporaryDirectory(prefix="bench-") as folder:
+        secrets = os.path.join(folder, "secrets.json")
+        sandbox.write_secrets(secrets)
+        storage = Storage.from_connection_string(azurite.connection_string)
+        storage.ensure_containers()
+        env = {**os.environ, "AzureWebJobsStorage": azurite.connection_string, "LOCAL_SECRETS_FILE": secrets,
+               "ALLOW_LOCAL_ENDPOINTS": "true", "PYTHONPATH": str(ROOT)}
+        if tls:
+            env["REQUESTS_CA_BUNDLE"] = sandbox.ca_path
+        yield storage, sandbox, env, folder
+
+
+def segment(storage: Storage, profiles: int) -> str:
+    path = f"bench/{profiles}.csv"
+    started = time.monotonic()
+    upload(storage, path, profiles)
+    print(f"  segment of {profiles:,} profiles uploaded in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return path
+
+
+def run_exporter(env: dict[str, str], folder: str, connections: list[dict[str, Any]],
+                 exports: list[dict[str, Any]]) -> Measured:
+    """Run `exports` at once in one exporter process; measure it."""
+    job = os.path.join(folder, f"job-{time.monotonic_ns()}.json")
+    result = job + ".result"
+    Path(job).write_text(json.dumps({"connections": connections, "exports": exports}))
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "bench.exporter", job, result], cwd=ROOT, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - started
+    if status != 0:
+        raise RuntimeError(f"the exporter process failed (status {status})")
+    outcome = json.loads(Path(result).read_text())
+    return Measured(round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), round(usage.ru_maxrss / 1024, 1),
+                    outcome["reports"], outcome["walls"])
+
+
+def connections_for(sandbox: RemoteSandbox, **settings: Any) -> list[dict[str, Any]]:
+    connections = sandbox.connections()
+    for connection in connections:
+        connection["settings"].update(settings)
+    return connections
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else round((ordered[middle - 1] + ordered[middle]) / 2, 3)

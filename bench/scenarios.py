@@ -1,0 +1,179 @@
+"""The benchmark scenarios (see the README's Performance section for what each shows)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from destinations import SPECS
+from runner.demo import exports_for
+from sandbox.bundle import LIST_ID
+
+from .harness import ROOT, connections_for, environment, median, run_exporter, segment
+from .segments import expected_counts
+
+DESTINATIONS = ("snapchat", "braze", "omnisend", "campaign_monitor")
+UNTHROTTLED = 100_000.0  # requests_per_second for stand-ins that enforce no limit: the exporter's own speed
+
+
+def _exports(path: str, types: tuple[str, ...] = DESTINATIONS) -> list[dict[str, Any]]:
+    return [export for export in exports_for(path) if export["connection"].removeprefix("sandbox-").replace("-", "_")
+            in types]
+
+
+def _type_of(report: dict[str, Any]) -> str:
+    return report["destination"]["type"]
+
+
+def _check(reports: dict[str, dict[str, Any]], profiles: int) -> None:
+    """Every run must have succeeded with exact accounting before its figures count."""
+    expected = expected_counts(profiles)
+    for name, report in reports.items():
+        destination = report["destination"]
+        if report["status"] != "succeeded" or not destination["accounting_ok"]:
+            raise RuntimeError(f"{name}: {report['status']}: {report['error']}")
+        if destination["type"] != "braze" and destination["delivered"] != expected["delivered"]:
+            raise RuntimeError(f"{name}: delivered {destination['delivered']}, expected {expected['delivered']}")
+
+
+def throughput(profiles: int = 1_000_000) -> dict[str, Any]:
+    """All four destinations at once, stand-ins unthrottled: the exporter's own speed and cost."""
+    with environment(rate_limited=False) as (storage, sandbox, env, folder):
+        path = segment(storage, profiles)
+        measured = run_exporter(env, folder, connections_for(sandbox, requests_per_second=UNTHROTTLED),
+                                _exports(path))
+    _check(measured.reports, profiles)
+    return {"profiles": profiles, "wall_s": measured.wall_s, "cpu_s": measured.cpu_s,
+            "peak_rss_mb": measured.peak_rss_mb, "destinations": {
+                _type_of(report): {"profiles_per_s": round(profiles / measured.run_walls[name]),
+                                   "wall_s": measured.run_walls[name],
+                                   "requests": report["destination"]["requests"].get("requests", 0)}
+                for name, report in measured.reports.items()}}
+
+
+def rate_limited(profiles: int = 200_000) -> dict[str, Any]:
+    """Each stand-in enforcing its vendor's documented limit; the exporter at its default settings."""
+    with environment(rate_limited=True) as (storage, sandbox, env, folder):
+        path = segment(storage, profiles)
+        measured = run_exporter(env, folder, sandbox.connections(), _exports(path))
+    _check(measured.reports, profiles)
+    figures = {}
+    for name, report in measured.reports.items():
+        destination = report["destination"]
+        spec = SPECS[destination["type"]]
+        # The least time the limit allows: the fewest requests the data needs (in batches as
+        # large as the vendor takes), at the vendor's limit.
+        needed = math.ceil(destination["delivered"] / spec.batch_size)
+        floor = needed / spec.requests_per_second
+        requests = destination["requests"]
+        figures[destination["type"]] = {
+            "floor_s": round(floor, 2), "actual_s": destination["duration_s"],
+            "ratio": round(destination["duration_s"] / floor, 2), "run_wall_s": measured.run_walls[name],
+            "requests": requests.get("requests", 0), "requests_needed": needed,
+            "throttled": requests.get("throttled", 0), "limit_per_s": round(spec.requests_per_second, 2)}
+    return {"profiles": profiles, "destinations": figures}
+
+
+def peer_createsend(profiles: int = 200_000, runs: int = 3) -> dict[str, Any]:
+    """The official `createsend` client in a plain loop versus this exporter, same stand-in, 50 ms away."""
+    peer_times, our_times = [], []
+    with environment(rate_limited=False, latency_s=0.05, tls=True) as (storage, sandbox, env, folder):
+        path = segment(storage, profiles)
+        package = _createsend_trusting(sandbox.ca_path, folder)
+        connection = next(c for c in sandbox.connections() if c["type"] == "campaign_monitor")
+        connection["settings"].update(requests_per_second=100)  # not published by CM: this comparison's choice
+        for _ in range(runs):
+            peer_times.append(_run_peer(env, package, sandbox, path, connection))
+            measured = run_exporter(env, folder, [connection], _exports(path, ("campaign_monitor",)))
+            _check(measured.reports, profiles)
+            our_times.append(next(iter(measured.run_walls.values())))
+    peer, ours = median(peer_times), median(our_times)
+    return {"profiles": profiles, "peer_s": peer, "ours_s": ours, "speedup": round(peer / ours, 2),
+            "runs": runs, "peer_runs_s": peer_times, "ours_runs_s": our_times, "our_requests_per_s_setting": 100}
+
+
+def _createsend_trusting(ca_path: str, folder: str) -> str:
+    """A copy of the installed createsend package whose bundled CA file is the stand-in's CA.
+
+    createsend always uses HTTPS and verifies against the cacert.pem it ships; only that
+    trust anchor is replaced, its request logic is the installed code, untouched.
+    """
+    import createsend
+
+    copy = Path(folder) / "peer" / "createsend"
+    shutil.copytree(Path(createsend.__file__).parent, copy)
+    shutil.copyfile(ca_path, copy / "cacert.pem")
+    return str(copy.parent)
+
+
+def _run_peer(env: dict[str, str], package: str, sandbox: Any, path: str, connection: dict[str, Any]) -> float:
+    port = sandbox.urls["campaign_monitor"].rsplit(":", 1)[1]
+    api_key = json.loads(Path(env["LOCAL_SECRETS_FILE"]).read_text())[connection["secret_name"]]["api_key"]
+    job = {"base_uri": f"https://localhost:{port}/api/v3.3", "api_key": api_key,
+           "list_id": LIST_ID, "segment": path, "storage": env["AzureWebJobsStorage"]}
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "bench.peer", json.dumps(job)], cwd=ROOT, check=True,
+                   env={**env, "PYTHONPATH": f"{package}{os.pathsep}{env['PYTHONPATH']}"})
+    return round(time.monotonic() - started, 2)
+
+
+def memory(profiles: int = 10_000_000) -> dict[str, Any]:
+    """Ten million profiles to Snapchat: the peak memory must not grow with the segment."""
+    with environment(rate_limited=False) as (storage, sandbox, env, folder):
+        path = segment(storage, profiles)
+        measured = run_exporter(env, folder, connections_for(sandbox, requests_per_second=UNTHROTTLED),
+                                _exports(path, ("snapchat",)))
+    _check(measured.reports, profiles)
+    return {"profiles": profiles, "wall_s": measured.wall_s, "cpu_s": measured.cpu_s,
+            "peak_rss_mb": measured.peak_rss_mb}
+
+
+def sandbox_capacity(seconds: float = 5.0, threads: int = 8, runs: int = 3) -> dict[str, Any]:
+    """Requests a second one stand-in (Braze, 1 user per request) sustains on loopback."""
+    from sandbox.remote import RemoteSandbox
+
+    rates = []
+    with RemoteSandbox(rate_limited=False) as sandbox, tempfile.TemporaryDirectory() as folder:
+        secrets = os.path.join(folder, "secrets.json")
+        sandbox.write_secrets(secrets)
+        key = json.loads(Path(secrets).read_text())["sandbox-braze"]["api_key"]
+        for _ in range(runs):
+            rates.append(_hammer(sandbox.urls["braze"], key, seconds, threads))
+    return {"vendor": "braze", "client_threads": threads, "requests_per_s": median(rates), "runs_per_s": rates}
+
+
+def _hammer(url: str, key: str, seconds: float, threads: int) -> float:
+    import http.client
+
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"attributes": [{"external_id": "C1", "email": "a@example.com", "x": True}]})
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    counts = [0] * threads
+    stop = time.monotonic() + seconds
+
+    def client(index: int) -> None:
+        connection = http.client.HTTPConnection(host, int(port))
+        while time.monotonic() < stop:
+            connection.request("POST", "/users/track", body=body, headers=headers)
+            connection.getresponse().read()
+            counts[index] += 1
+
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return round(sum(counts) / seconds)
+
+
+SCENARIOS = {"throughput_1m": throughput, "rate_limited": rate_limited, "peer_createsend": peer_createsend,
+             "memory_10m": memory, "sandbox_capacity": sandbox_capacity}
