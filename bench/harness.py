@@ -37,6 +37,13 @@ class Measured:
     peak_rss_mb: float
     reports: dict[str, dict[str, Any]]
     run_walls: dict[str, float]
+    others_cpu_s: dict[str, float]  # CPU the stand-ins and Azurite used meanwhile
+
+
+def process_cpu_s(pid: int) -> float:
+    """User+system CPU seconds a running process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -52,6 +59,7 @@ def environment(*, rate_limited: bool, latency_s: float = 0.0, tls: bool = False
                "ALLOW_LOCAL_ENDPOINTS": "true", "PYTHONPATH": str(ROOT)}
         if tls:
             env["REQUESTS_CA_BUNDLE"] = sandbox.ca_path
+        env["BENCH_PIDS"] = json.dumps({"stand_ins": sandbox.pid, "azurite": azurite.pid})
         yield storage, sandbox, env, folder
 
 
@@ -64,8 +72,10 @@ def segment(storage: Storage, profiles: int) -> str:
 
 
 def run_exporter(env: dict[str, str], folder: str, connections: list[dict[str, Any]],
-                 exports: list[dict[str, Any]]) -> Measured:
-    """Run `exports` at once in one exporter process; measure it."""
+                 exports: list[dict[str, Any]], others: dict[str, int] | None = None) -> Measured:
+    """Run `exports` at once in one exporter process; measure it (and the CPU of `others` pids)."""
+    others = others or {}
+    before = {name: process_cpu_s(pid) for name, pid in others.items()}
     job = os.path.join(folder, f"job-{time.monotonic_ns()}.json")
     result = job + ".result"
     Path(job).write_text(json.dumps({"connections": connections, "exports": exports}))
@@ -76,8 +86,9 @@ def run_exporter(env: dict[str, str], folder: str, connections: list[dict[str, A
     if status != 0:
         raise RuntimeError(f"the exporter process failed (status {status})")
     outcome = json.loads(Path(result).read_text())
+    others_cpu = {name: round(process_cpu_s(pid) - before[name], 1) for name, pid in others.items()}
     return Measured(round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), round(usage.ru_maxrss / 1024, 1),
-                    outcome["reports"], outcome["walls"])
+                    outcome["reports"], outcome["walls"], others_cpu)
 
 
 def connections_for(sandbox: RemoteSandbox, **settings: Any) -> list[dict[str, Any]]:

@@ -32,6 +32,11 @@ class Azurite:
         self._workspace: tempfile.TemporaryDirectory | None = None
 
     @property
+    def pid(self) -> int:
+        assert self._process, "Azurite not started"
+        return self._process.pid
+
+    @property
     def connection_string(self) -> str:
         assert self.port, "Azurite not started"
         return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"

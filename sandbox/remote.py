@@ -75,6 +75,11 @@ class RemoteSandbox:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
+    @property
+    def pid(self) -> int:
+        assert self._process, "not started"
+        return self._process.pid
+
     def connections(self) -> list[dict[str, Any]]:
         return json.loads((self._folder / "connections.json").read_text())["connections"]
 

@@ -227,14 +227,16 @@ class RunStore:
         prepared = _read_json(self._container, f"{base}.prepared.json")
 
         def lines() -> Iterator[str]:
-            pending = b""
+            parts: list[bytes] = []  # a line longer than a block (a Snapchat batch) arrives in parts
             for block in self._container.download_blob(f"{base}.items").chunks():
-                pending += block
-                *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    yield line.decode("utf-8")
-            if pending:
-                yield pending.decode("utf-8")
+                start = 0
+                while (end := block.find(b"\n", start)) >= 0:
+                    parts.append(block[start:end])
+                    yield b"".join(parts).decode("utf-8")
+                    parts, start = [], end + 1
+                parts.append(block[start:])
+            if any(parts):
+                yield b"".join(parts).decode("utf-8")
 
         return prepared, lines()
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from destinations import Destination, DestinationError, destination_class
 from destinations.base import Pending
@@ -35,7 +35,7 @@ from ..http import HttpClient, pacer_for, transport_for
 from ..secrets import SecretError
 from .planning import load_definitions, now_iso
 from .services import Services
-from .tally import Tally, parse_batch_line
+from .tally import PreparedBatch, Tally
 
 __all__ = ["export_chunk"]
 
@@ -79,9 +79,9 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
             sender.failure = f"{cls.SPEC.display_name}: {error}"
     try:
         for line in items:
-            rows, keys, identifiers, batch = parse_batch_line(line)
-            if rows[-1] > resume_after:  # progress is recorded at batch ends: batches are whole
-                sender.send(rows, keys, identifiers, batch)
+            batch = PreparedBatch(line)
+            if batch.last_row > resume_after:  # progress is recorded at batch ends: batches are whole
+                sender.send(batch)
         sender.settle()
     finally:
         if http is not None:
@@ -111,11 +111,6 @@ def _client(cls: type[Destination], connection: Connection, width: int) -> HttpC
                       timeout=float(connection.settings["timeout_s"]), describe=cls.describe)
 
 
-class _Batch(NamedTuple):
-    rows: list[int]
-    identifiers: list[str]
-
-
 class _Sender:
     """Sends prepared batches; after a failure, accounts the rest as not sent."""
 
@@ -128,19 +123,18 @@ class _Sender:
         self.destination: Destination | None = None
         self.http: HttpClient | None = None
         self.failure: str | None = None
-        self._unsettled: list[tuple[_Batch, Pending]] = []
+        self._unsettled: list[tuple[PreparedBatch, Pending]] = []
         self._reported: Counter = Counter()
         self._recorded_at = time.monotonic()
 
-    def send(self, rows: list[int], keys: list[str], identifiers: list[str], items: str) -> None:
-        """Send one batch: its row numbers, keys and raw identifiers, and its items' JSON array."""
-        batch = _Batch(rows, identifiers)
-        self.tally.rows += len(rows)
+    def send(self, batch: PreparedBatch) -> None:
+        """Send one prepared batch; account its rows."""
+        self.tally.rows += batch.count
         if self.failure is not None:
             self._reject(batch, f"not sent: {self.failure}")
             return
         try:
-            outcome = self.destination.send(keys, items)
+            outcome = self.destination.send(batch.keys, batch.items)
         except DestinationError as error:
             self.failure = str(error)
             self._reject(batch, self.failure)
@@ -151,7 +145,7 @@ class _Sender:
                 self.settle()
             return
         self._account(batch, outcome)
-        self._record(rows[-1])
+        self._record(batch.last_row)
 
     def settle(self) -> None:
         """Wait for the vendor to finish the batches it accepted, and account them."""
@@ -171,7 +165,7 @@ class _Sender:
                     waiting.append((batch, pending))
                 else:
                     self._account(batch, outcome)
-            last_row = max(batch.rows[-1] for batch, _ in self._unsettled)
+            last_row = max(batch.last_row for batch, _ in self._unsettled)
             self._unsettled = waiting
             if not waiting:
                 self._record(last_row)
@@ -185,13 +179,13 @@ class _Sender:
                 waited += delay
                 delay = min(delay * 2, SETTLE_MAX_S)
 
-    def _account(self, batch: _Batch, refused: dict[int, str]) -> None:
-        refused = {position: reason for position, reason in refused.items() if 0 <= position < len(batch.rows)}
-        self.tally.delivered += len(batch.rows) - len(refused)
+    def _account(self, batch: PreparedBatch, refused: dict[int, str]) -> None:
+        refused = {position: reason for position, reason in refused.items() if 0 <= position < batch.count}
+        self.tally.delivered += batch.count - len(refused)
         for position, reason in refused.items():
             self.tally.reject(batch.rows[position], batch.identifiers[position], reason, self.vendor)
 
-    def _reject(self, batch: _Batch, reason: str) -> None:
+    def _reject(self, batch: PreparedBatch, reason: str) -> None:
         for row, identifier in zip(batch.rows, batch.identifiers, strict=True):
             self.tally.reject(row, identifier, reason, self.vendor)
 

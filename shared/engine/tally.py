@@ -10,9 +10,10 @@ import csv
 import io
 import json
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["REJECTED_HEADER", "Tally", "batch_line", "parse_batch_line"]
+__all__ = ["REJECTED_HEADER", "PreparedBatch", "Tally", "batch_line", "parse_batch_line"]
 
 REJECTED_HEADER = "segment,row,identifier,reason,refused_by"
 
@@ -93,14 +94,65 @@ def batch_line(rows: list[int], keys: list[str], identifiers: list[str], items: 
     return _ENCODE([rows, keys, identifiers]) + "\t" + items + "\n"
 
 
+class PreparedBatch:
+    """One prepared batch as a chunk activity reads it: the split into lists happens only
+    for what is used (a Snapchat batch holds 100,000 rows; sending needs none of them)."""
+
+    __slots__ = ("items", "count", "last_row", "_rows", "_keys", "_identifiers")
+
+    def __init__(self, line: str):
+        if line.startswith("["):
+            meta, self.items = line.rstrip("\n").split("\t", 1)
+            rows, keys, identifiers = json.loads(meta)
+            self._rows, self._keys, self._identifiers = rows, keys, identifiers
+            self.count, self.last_row = len(rows), rows[-1]
+        else:
+            self._rows, self._keys, self._identifiers, self.items = line.rstrip("\n").split("\t", 3)
+            self.count = self._rows.count(",") + 1
+            self.last_row = int(self._rows[self._rows.rfind(",") + 1:])
+
+    @property
+    def rows(self) -> list[int]:
+        if isinstance(self._rows, str):
+            self._rows = list(map(int, self._rows.split(",")))
+        return self._rows
+
+    @property
+    def keys(self) -> Sequence[str]:
+        """The keys, split on first use."""
+        return _Split(self, "_keys")
+
+    @property
+    def identifiers(self) -> list[str]:
+        if isinstance(self._identifiers, str):
+            self._identifiers = self._identifiers.split(_UNIT)
+        return self._identifiers
+
+
+class _Split(Sequence):
+    """A batch's keys as a sequence that splits them only if someone looks."""
+
+    def __init__(self, batch: PreparedBatch, attribute: str):
+        self._batch, self._attribute = batch, attribute
+
+    def _values(self) -> list[str]:
+        value = getattr(self._batch, self._attribute)
+        if isinstance(value, str):
+            value = value.split(_UNIT)
+            setattr(self._batch, self._attribute, value)
+        return value
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._values()[index]
+
+    def __len__(self) -> int:
+        return self._batch.count
+
+
 def parse_batch_line(line: str) -> tuple[list[int], list[str], list[str], str]:
     """The batch's row numbers, keys, identifiers, and its items as JSON array text."""
-    if line.startswith("["):
-        meta, items = line.rstrip("\n").split("\t", 1)
-        rows, keys, identifiers = json.loads(meta)
-        return rows, keys, identifiers, items
-    rows, keys, identifiers, items = line.rstrip("\n").split("\t", 3)
-    return list(map(int, rows.split(","))), keys.split(_UNIT), identifiers.split(_UNIT), items
+    batch = PreparedBatch(line)
+    return batch.rows, list(batch.keys), batch.identifiers, batch.items
 
 
 def _plain(joined: str, count: int) -> bool:

@@ -70,3 +70,24 @@ def test_a_wrong_api_key_is_an_auth_error(build):
     with pytest.raises(AuthError) as caught:
         send_rows(cm, [("a@example.com", ["a@example.com", "", "", ""])])
     assert "bad-key-9" not in str(caught.value)
+
+
+def test_oauth_credentials_are_refreshed_after_an_expired_token(build, stand_ins, monkeypatch):
+    monkeypatch.setattr(stand_ins.campaign_monitor, "refresh_token", "cm-refresh-token")
+    monkeypatch.setattr(stand_ins.campaign_monitor, "tokens", {})
+    cm = build("campaign_monitor", {"list_id": LIST_ID}, MATCHING, HEADER,
+               credentials={"access_token": "given-access-token", "refresh_token": "cm-refresh-token"})
+    assert send_rows(cm, [("a@example.com", ["a@example.com", "", "", ""])]) == {}
+    stand_ins.campaign_monitor.expire_tokens()  # the next call meets 401 Code 121
+    assert send_rows(cm, [("b@example.com", ["b@example.com", "", "", ""])]) == {}
+    assert stand_ins.campaign_monitor.active(LIST_ID) == {"a@example.com", "b@example.com"}
+    assert len(stand_ins.campaign_monitor.requests("POST", "/oauth/token")) == 2
+
+
+def test_a_refused_oauth_refresh_fails_with_a_clear_message(build, stand_ins, monkeypatch):
+    monkeypatch.setattr(stand_ins.campaign_monitor, "refresh_token", "the-real-one")
+    cm = build("campaign_monitor", {"list_id": LIST_ID}, MATCHING, HEADER,
+               credentials={"access_token": "x", "refresh_token": "revoked-refresh-token"})
+    with pytest.raises(AuthError, match="Campaign Monitor refused to refresh the access token") as caught:
+        send_rows(cm, [("a@example.com", ["a@example.com", "", "", ""])])
+    assert "revoked-refresh-token" not in str(caught.value)

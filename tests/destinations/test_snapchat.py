@@ -1,6 +1,7 @@
 """Snapchat: hashed emails added to the audience, OAuth refresh, whole-batch errors."""
 
 import hashlib
+import time
 
 import pytest
 
@@ -61,3 +62,14 @@ def test_an_unknown_audience_fails_the_batch_with_snapchats_message(build):
 def test_a_small_audience_gets_the_targeting_warning():
     assert "about 1,000 matched users" in Snapchat.warnings(12)[0]
     assert Snapchat.warnings(5_000) == []
+
+
+def test_an_access_token_is_refreshed_before_it_expires(build, stand_ins, monkeypatch):
+    monkeypatch.setattr(stand_ins.snapchat, "token_lifetime_s", 1)  # refreshed after half its life
+    snapchat = build("snapchat", {"audience_id": AUDIENCE_ID}, {"email": "Email"}, HEADER, name="short-lived")
+    send_rows(snapchat, [(Snapchat.identify("a@example.com"), [])])
+    grants = stand_ins.snapchat.token_grants
+    time.sleep(0.6)
+    send_rows(snapchat, [(Snapchat.identify("b@example.com"), [])])
+    assert stand_ins.snapchat.token_grants == grants + 1
+    assert [entry["status"] for entry in stand_ins.snapchat.requests("POST", r"/v1/.*")] == [200, 200]  # no 401

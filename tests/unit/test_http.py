@@ -148,3 +148,14 @@ def test_a_pacer_shared_by_activities_gives_each_host_its_share():
     assert pacer.rate == pytest.approx(50 * 0.99)
     pacer.leave(0.5)
     assert pacer.rate == pytest.approx(100 * 0.99)  # nobody registered: the whole limit
+
+
+def test_an_answer_slower_than_the_timeout_is_retried_then_reported(server, monkeypatch):
+    from sandbox.server import Faults
+
+    monkeypatch.setattr(server, "faults", Faults(slow=1.0, slow_s=0.5))
+    client = HttpClient("Vendor", Pacer(10_000), Transport(), policy=RetryPolicy(attempts=2, base_delay=0.01),
+                        timeout=0.1)
+    with pytest.raises(RetriableError, match="Vendor: no answer within the timeout \\(gave up after 2 attempts\\)"):
+        client.request("POST", f"{server.url}/batch", json={})
+    assert client.stats.network_errors == 2
