@@ -130,8 +130,8 @@ class Destination(ABC):
         return _ENCODE(items)
 
     @abstractmethod
-    def send(self, keys: list[str], items: str) -> dict[int, str] | Pending:
-        """Deliver one batch (`items`: a JSON array); return {index: vendor's reason} for refused ones."""
+    def send(self, keys: Sequence[str], items: bytes) -> dict[int, str] | Pending:
+        """Deliver one batch (`items`: a JSON array, UTF-8); return {index: vendor's reason} for refused ones."""
 
     def settle(self, pending: list[Pending]) -> list[dict[int, str] | None]:
         """The outcome of each pending batch, or None for one the vendor has not finished yet."""

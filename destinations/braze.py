@@ -77,8 +77,8 @@ class Braze(Destination):
         user[self.target["membership_attribute"]] = True
         return user
 
-    def send(self, keys: list[str], items: str) -> dict[int, str]:
-        body = ('{"attributes":' + items + "}").encode("utf-8")
+    def send(self, keys: Sequence[str], items: bytes) -> dict[int, str]:
+        body = b'{"attributes":' + items + b"}"
         response = self.http.request("POST", f"{self.settings['rest_endpoint']}/users/track",
                                      auth=StaticKey({"Authorization": f"Bearer {self.credentials['api_key']}"}),
                                      data=body, headers=JSON, accept=_every_item_refused)

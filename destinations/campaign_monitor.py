@@ -79,12 +79,12 @@ class CampaignMonitor(Destination):
     def encode_batch(self, items: list[str]) -> str:
         return "[" + ",".join(items) + "]"
 
-    def send(self, keys: list[str], items: str) -> dict[int, str]:
+    def send(self, keys: Sequence[str], items: bytes) -> dict[int, str]:
         url = f"{self.settings['api_base']}/subscribers/{self.target['list_id']}/import.json"
         resubscribe = "true" if self.target["resubscribe"] else "false"
-        body = ('{"Subscribers":' + items + f',"Resubscribe":{resubscribe},'
-                '"QueueSubscriptionBasedAutoresponders":false,"RestartSubscriptionBasedAutoresponders":false}')
-        response = self.http.request("POST", url, auth=self._auth(), data=body.encode("utf-8"),
+        tail = (f',"Resubscribe":{resubscribe},"QueueSubscriptionBasedAutoresponders":false,'
+                '"RestartSubscriptionBasedAutoresponders":false}').encode()
+        response = self.http.request("POST", url, auth=self._auth(), data=b'{"Subscribers":' + items + tail,
                                      headers={"Content-Type": "application/json"}, accept=_partial_import)
         answer = json_body(response, "Campaign Monitor")
         result = answer.get("ResultData", answer) if response.status_code == 400 else answer

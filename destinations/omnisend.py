@@ -72,14 +72,14 @@ class Omnisend(Destination):
     def encode_batch(self, items: list[str]) -> str:
         return "[" + ",".join(items) + "]"
 
-    def send(self, keys: list[str], items: str) -> Pending:
-        body = ('{"method":"POST","endpoint":"contacts","items":' + items + "}").encode("utf-8")
+    def send(self, keys: Sequence[str], items: bytes) -> Pending:
+        body = b'{"method":"POST","endpoint":"contacts","items":' + items + b"}"
         created = json_body(self._call("POST", f"{self.settings['api_base']}/batches", data=body,
                                        headers={"Content-Type": "application/json"}), "Omnisend")
         batch_id = created.get("batchID") if isinstance(created, dict) else None
         if not batch_id:
             raise FatalError("Omnisend accepted the batch without a batchID")
-        return Pending(batch_id, keys)
+        return Pending(batch_id, list(keys))
 
     def settle(self, pending: list[Pending]) -> list[dict[int, str] | None]:
         """Read the batches' states from the batch list (250 a request), items only where errors are."""

@@ -66,10 +66,10 @@ class Snapchat(Destination):
     def encode_batch(self, items: list[str]) -> str:
         return '[["' + '"],["'.join(items) + '"]]'  # hex digests need no escaping
 
-    def send(self, keys: list[str], items: str) -> dict[int, str]:
-        body = '{"users":[{"schema":["EMAIL_SHA256"],"data":' + items + "}]}"
+    def send(self, keys: Sequence[str], items: bytes) -> dict[int, str]:
+        body = b'{"users":[{"schema":["EMAIL_SHA256"],"data":' + items + b"}]}"
         url = f"{self.settings['api_base']}/segments/{self.target['audience_id']}/users"
-        response = self.http.request("POST", url, auth=self._token(), data=body.encode("ascii"),
+        response = self.http.request("POST", url, auth=self._token(), data=body,
                                      headers={"Content-Type": "application/json"})
         answer = json_body(response, "Snapchat")
         if not isinstance(answer, dict) or answer.get("request_status") != "SUCCESS":

@@ -18,12 +18,11 @@ import csv
 import io
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-__all__ = ["Block", "Row", "SegmentError", "SegmentInfo", "SegmentReader", "resolve_columns"]
+__all__ = ["Block", "SegmentError", "SegmentInfo", "SegmentReader", "resolve_columns"]
 
 _BOM = codecs.BOM_UTF8
 HEADER_BYTES = 64 * 1024
@@ -149,22 +148,6 @@ class SegmentReader:
             if seen == count:
                 return end
         return block.end
-
-    def rows(self, path: str, start: int, end: int, *, first_row: int = 1) -> Iterator[Row]:
-        """The rows in bytes [start, end) one by one, with the byte offset where each ends.
-
-        For small ranges and tests; bulk reading goes by `blocks`.
-        """
-        for block in self.blocks(path, start, end, first_row=first_row):
-            for index, (fields, row_end, utf8) in enumerate(_rows_with_ends(block.data, block.start, path)):
-                yield Row(block.first_row + index, fields, row_end, utf8)
-
-
-class Row(NamedTuple):
-    number: int
-    fields: list[str]
-    end: int
-    utf8: bool
 
 
 # A segment's rows are read in blocks of about this many bytes: big enough that parsing

@@ -221,22 +221,22 @@ class RunStore:
         """The counts of a chunk's rows that the plan will not send, with their reasons."""
         _write_json(self._container, f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.prepared.json", prepared)
 
-    def prepared(self, export: str, run_id: str, chunk: int) -> tuple[dict[str, Any], Iterator[str]]:
-        """The prepared counts of a chunk and its item lines, streamed."""
+    def prepared(self, export: str, run_id: str, chunk: int) -> tuple[dict[str, Any], Iterator[bytes]]:
+        """The prepared counts of a chunk and its batch lines (bytes, without newline), streamed."""
         base = f"{self.prefix(export, run_id)}/chunks/{chunk:06d}"
         prepared = _read_json(self._container, f"{base}.prepared.json")
 
-        def lines() -> Iterator[str]:
+        def lines() -> Iterator[bytes]:
             parts: list[bytes] = []  # a line longer than a block (a Snapchat batch) arrives in parts
             for block in self._container.download_blob(f"{base}.items").chunks():
                 start = 0
                 while (end := block.find(b"\n", start)) >= 0:
                     parts.append(block[start:end])
-                    yield b"".join(parts).decode("utf-8")
+                    yield parts[0] if len(parts) == 1 else b"".join(parts)
                     parts, start = [], end + 1
                 parts.append(block[start:])
             if any(parts):
-                yield b"".join(parts).decode("utf-8")
+                yield b"".join(parts)
 
         return prepared, lines()
 

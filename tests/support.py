@@ -32,7 +32,8 @@ def assert_accounted(report: dict[str, Any]) -> None:
 def send_rows(destination, rows: list[tuple[str, list[str]]]) -> dict[int, str]:
     """Prepare (key, fields) rows as the plan does, and send them as one batch."""
     keys = [key for key, _ in rows]
-    outcome = destination.send(keys, destination.encode_batch([destination.item(key, fields) for key, fields in rows]))
+    items = destination.encode_batch([destination.item(key, fields) for key, fields in rows]).encode("utf-8")
+    outcome = destination.send(keys, items)
     while isinstance(outcome, Pending):  # a vendor that finishes batches later: ask until it has
         settled = destination.settle([outcome])[0]
         if settled is not None:

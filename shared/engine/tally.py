@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["REJECTED_HEADER", "PreparedBatch", "Tally", "batch_line", "parse_batch_line"]
+__all__ = ["REJECTED_HEADER", "PreparedBatch", "Tally", "batch_line"]
 
 REJECTED_HEADER = "segment,row,identifier,reason,refused_by"
 
@@ -95,37 +95,39 @@ def batch_line(rows: list[int], keys: list[str], identifiers: list[str], items: 
 
 
 class PreparedBatch:
-    """One prepared batch as a chunk activity reads it: the split into lists happens only
-    for what is used (a Snapchat batch holds 100,000 rows; sending needs none of them)."""
+    """One prepared batch as a chunk activity reads it, from the bytes of its line.
+
+    Only what is used is decoded and split: a Snapchat batch holds 100,000 rows, and
+    sending it needs none of them, only its items' bytes.
+    """
 
     __slots__ = ("items", "count", "last_row", "_rows", "_keys", "_identifiers")
 
-    def __init__(self, line: str):
-        if line.startswith("["):
-            meta, self.items = line.rstrip("\n").split("\t", 1)
-            rows, keys, identifiers = json.loads(meta)
-            self._rows, self._keys, self._identifiers = rows, keys, identifiers
-            self.count, self.last_row = len(rows), rows[-1]
+    def __init__(self, line: bytes):
+        if line.startswith(b"["):
+            meta, self.items = line.split(b"\t", 1)
+            self._rows, self._keys, self._identifiers = json.loads(meta)
+            self.count, self.last_row = len(self._rows), self._rows[-1]
         else:
-            self._rows, self._keys, self._identifiers, self.items = line.rstrip("\n").split("\t", 3)
-            self.count = self._rows.count(",") + 1
-            self.last_row = int(self._rows[self._rows.rfind(",") + 1:])
+            self._rows, self._keys, self._identifiers, self.items = line.split(b"\t", 3)
+            self.count = self._rows.count(b",") + 1
+            self.last_row = int(self._rows[self._rows.rfind(b",") + 1:])
 
     @property
     def rows(self) -> list[int]:
-        if isinstance(self._rows, str):
-            self._rows = list(map(int, self._rows.split(",")))
+        if isinstance(self._rows, bytes):
+            self._rows = list(map(int, self._rows.split(b",")))
         return self._rows
 
     @property
     def keys(self) -> Sequence[str]:
-        """The keys, split on first use."""
+        """The keys, decoded and split on first use."""
         return _Split(self, "_keys")
 
     @property
     def identifiers(self) -> list[str]:
-        if isinstance(self._identifiers, str):
-            self._identifiers = self._identifiers.split(_UNIT)
+        if isinstance(self._identifiers, bytes):
+            self._identifiers = self._identifiers.decode("utf-8").split(_UNIT)
         return self._identifiers
 
 
@@ -137,8 +139,8 @@ class _Split(Sequence):
 
     def _values(self) -> list[str]:
         value = getattr(self._batch, self._attribute)
-        if isinstance(value, str):
-            value = value.split(_UNIT)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8").split(_UNIT)
             setattr(self._batch, self._attribute, value)
         return value
 
@@ -147,12 +149,6 @@ class _Split(Sequence):
 
     def __len__(self) -> int:
         return self._batch.count
-
-
-def parse_batch_line(line: str) -> tuple[list[int], list[str], list[str], str]:
-    """The batch's row numbers, keys, identifiers, and its items as JSON array text."""
-    batch = PreparedBatch(line)
-    return batch.rows, list(batch.keys), batch.identifiers, batch.items
 
 
 def _plain(joined: str, count: int) -> bool:

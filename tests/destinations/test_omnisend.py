@@ -48,7 +48,7 @@ def test_a_batch_is_settled_from_the_batch_list_once_omnisend_finishes_it(omnise
 
 def test_many_batches_are_settled_with_one_request(omnisend, stand_ins):
     pending = [omnisend.send([f"b{n}@example.com"], omnisend.encode_batch(
-        [omnisend.item(f"b{n}@example.com", [f"b{n}@example.com", "", "", "", ""])])) for n in range(20)]
+        [omnisend.item(f"b{n}@example.com", [f"b{n}@example.com", "", "", "", ""])]).encode()) for n in range(20)]
     assert omnisend.settle(pending) == [{}] * 20
     assert len(stand_ins.omnisend.requests("GET", r"/api/batches.*")) == 1
 

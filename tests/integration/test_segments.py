@@ -6,10 +6,16 @@ from shared.segments import SegmentError, resolve_columns
 from tests.support import upload_segment
 
 
-def read_all(storage, path):
+def read_all(storage, path, start=None, end=None, first_row=1):
+    """The segment's info and its blocks (of the whole data, or of bytes [start, end))."""
     reader = storage.segments
     info = reader.info(path)
-    return info, list(reader.rows(path, info.data_start, info.size))
+    start = info.data_start if start is None else start
+    return info, list(reader.blocks(path, start, info.size if end is None else end, first_row=first_row))
+
+
+def rows_of(blocks):
+    return [row for block in blocks for row in block.rows]
 
 
 def test_bom_crlf_and_quoted_fields_with_commas_quotes_and_newlines(storage, unique):
@@ -17,26 +23,29 @@ def test_bom_crlf_and_quoted_fields_with_commas_quotes_and_newlines(storage, uni
             'ana@example.com,"Silva, Ana","line one\r\nline two"\r\n'
             'ben@example.com,"Ben ""the boss""",plain\r\n')
     path = upload_segment(storage, f"{unique}/quoted.csv", text)
-    info, rows = read_all(storage, path)
+    info, blocks = read_all(storage, path)
     assert info.header == ["Email", "Name", "Note"]
-    assert [r.fields for r in rows] == [["ana@example.com", "Silva, Ana", "line one\r\nline two"],
-                                        ["ben@example.com", 'Ben "the boss"', "plain"]]
-    assert [r.number for r in rows] == [1, 2]
-    assert rows[-1].end == info.size
+    assert rows_of(blocks) == [["ana@example.com", "Silva, Ana", "line one\r\nline two"],
+                               ["ben@example.com", 'Ben "the boss"', "plain"]]
+    assert blocks[0].first_row == 1
+    assert blocks[-1].end == info.size
 
 
 def test_lf_without_final_newline_and_blank_lines_are_not_rows(storage, unique):
     path = upload_segment(storage, f"{unique}/lf.csv", "Email\nana@example.com\n\nben@example.com")
-    _, rows = read_all(storage, path)
-    assert [r.fields for r in rows] == [["ana@example.com"], ["ben@example.com"]]
+    _, blocks = read_all(storage, path)
+    assert rows_of(blocks) == [["ana@example.com"], ["ben@example.com"]]
 
 
 def test_a_byte_range_starting_at_a_row_boundary_reads_exactly_its_rows(storage, unique):
     lines = ["Email"] + [f'"user{i}@example.com"' for i in range(10)]
     path = upload_segment(storage, f"{unique}/range.csv", "\n".join(lines) + "\n")
-    info, rows = read_all(storage, path)
-    middle = storage.segments.rows(path, rows[2].end, rows[6].end, first_row=4)
-    assert [(r.number, r.fields[0]) for r in middle] == [(i + 1, f"user{i}@example.com") for i in range(3, 7)]
+    info, blocks = read_all(storage, path)
+    reader = storage.segments
+    start, end = reader.offset_after(blocks[0], 3), reader.offset_after(blocks[0], 7)
+    _, middle = read_all(storage, path, start, end, first_row=4)
+    assert middle[0].first_row == 4
+    assert rows_of(middle) == [[f"user{i}@example.com"] for i in range(3, 7)]
 
 
 def test_a_file_larger_than_a_download_block_streams_row_by_row(storage, unique, monkeypatch):
@@ -44,17 +53,21 @@ def test_a_file_larger_than_a_download_block_streams_row_by_row(storage, unique,
     row = '"{0}@example.com","multi\nline, {0}"\n'
     body = "".join(row.format(i) for i in range(150_000))
     path = upload_segment(storage, f"{unique}/big.csv", "Email,Note\n" + body)
-    info, rows = read_all(storage, path)
-    assert info.size > 4 * 1024 * 1024
+    info, blocks = read_all(storage, path)
+    assert info.size > 4 * 1024 * 1024 and len(blocks) > 4
+    rows = rows_of(blocks)
     assert len(rows) == 150_000
-    assert rows[-1].fields == ["149999@example.com", "multi\nline, 149999"]
+    assert rows[-1] == ["149999@example.com", "multi\nline, 149999"]
+    assert [block.first_row for block in blocks] == [1] + [1 + sum(len(b.rows) for b in blocks[:i])
+                                                           for i in range(1, len(blocks))]
 
 
 def test_bytes_that_are_not_utf8_mark_only_their_row(storage, unique):
     data = b"Email,Name\nana@example.com,Ana\n" + b"ben@example.com,B\xe9n\n" + b"cy@example.com,Cy\n"
     path = upload_segment(storage, f"{unique}/latin1.csv", data)
-    _, rows = read_all(storage, path)
-    assert [r.utf8 for r in rows] == [True, False, True]
+    _, blocks = read_all(storage, path)
+    assert [block.bad for block in blocks] == [frozenset({1})]  # the second row, and only it
+    assert rows_of(blocks)[1] == ["ben@example.com", "B\ufffdn"]
 
 
 def test_missing_segment_empty_file_and_blank_header_are_clear_errors(storage, unique):
@@ -72,6 +85,16 @@ def test_an_unterminated_quote_is_a_clear_error(storage, unique):
     path = upload_segment(storage, f"{unique}/open-quote.csv", 'Email,Note\nana@example.com,"never closed\n')
     with pytest.raises(SegmentError, match="malformed CSV"):
         read_all(storage, path)
+
+
+def test_a_quote_inside_an_unquoted_field_does_not_cut_a_row_in_two(storage, unique):
+    # The block cut guesses row ends from quote parity; a stray quote fools it, and csv then
+    # tells: the block is read on until it parses.
+    rows = [f'{i},5\'11",note' for i in range(50_000)] + ['50000,"a\nb",x']
+    path = upload_segment(storage, f"{unique}/stray.csv", "Id,Height,Note\n" + "\n".join(rows) + "\n")
+    _, blocks = read_all(storage, path)
+    parsed = rows_of(blocks)
+    assert len(parsed) == 50_001 and parsed[-1] == ["50000", "a\nb", "x"]
 
 
 def test_columns_match_case_insensitively_and_a_missing_one_lists_what_exists():

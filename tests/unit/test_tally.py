@@ -1,6 +1,11 @@
 """Prepared batch lines: what the plan writes is exactly what a chunk activity reads back."""
 
-from shared.engine.tally import batch_line, parse_batch_line
+from shared.engine.tally import PreparedBatch, batch_line
+
+
+def parse_batch_line(line: str):
+    batch = PreparedBatch(line.rstrip("\n").encode("utf-8"))
+    return batch.rows, list(batch.keys), batch.identifiers, batch.items.decode("utf-8")
 
 
 def test_a_batch_line_round_trips():
