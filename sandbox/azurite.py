@@ -13,6 +13,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from .processes import stop_process
+
 __all__ = ["Azurite"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,12 +74,7 @@ class Azurite:
         return self
 
     def stop(self) -> None:
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+        stop_process(self._process)
         self._process = None
         if self._workspace:
             self._workspace.cleanup()

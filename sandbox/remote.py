@@ -20,6 +20,7 @@ from typing import Any
 
 import requests
 
+from .processes import stop_process
 from .server import Faults
 
 __all__ = ["RemoteSandbox"]
@@ -58,12 +59,7 @@ class RemoteSandbox:
         return self
 
     def stop(self) -> None:
-        if self._process and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
+        stop_process(self._process)
         self._process = None
         if self._folder:
             shutil.rmtree(self._folder, ignore_errors=True)
