@@ -100,10 +100,6 @@ class Destination(ABC):
         self.attribute_columns = {role.partition(":")[2]: index for role, index in columns.items()
                                   if role.startswith("attribute:")}
 
-    @property
-    def batch_size(self) -> int:
-        return self.settings["batch_size"]
-
     @staticmethod
     def identify_all(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
         """The keys of a block's identifiers: None for a blank one, None and a reason for an invalid one.
