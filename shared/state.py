@@ -164,22 +164,26 @@ class BlobWriter:
     def __init__(self, blob: BlobClient, block_bytes: int = 4 * 1024 * 1024):
         self._blob = blob
         self._block_bytes = block_bytes
-        self._pending: list[str] = []
+        self._pending: list[bytes] = []
         self._size = 0
         self._blocks: list[BlobBlock] = []
 
-    def write(self, text: str) -> None:
-        self._pending.append(text)
-        self._size += len(text)
+    def write(self, parts: list[str]) -> None:
+        """Append text given in parts (encoded one by one: a large part is not copied again)."""
+        for part in parts:
+            data = part.encode("utf-8")
+            self._pending.append(data)
+            self._size += len(data)
         if self._size >= self._block_bytes:
             self._stage()
 
     def _stage(self) -> None:
         if self._pending:
             block_id = f"{len(self._blocks):08d}"
-            self._blob.stage_block(block_id, "".join(self._pending).encode("utf-8"))
-            self._blocks.append(BlobBlock(block_id))
+            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
             self._pending, self._size = [], 0
+            self._blob.stage_block(block_id, data)
+            self._blocks.append(BlobBlock(block_id))
 
     def close(self) -> None:
         self._stage()

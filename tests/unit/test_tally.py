@@ -3,9 +3,11 @@
 from shared.engine.tally import PreparedBatch, batch_line
 
 
-def parse_batch_line(line: str):
+def parse_batch_line(parts: list[str]):
+    line = "".join(parts)
+    assert line.endswith("\n") and line.count("\n") == 1
     batch = PreparedBatch(line.rstrip("\n").encode("utf-8"))
-    return batch.rows, list(batch.keys), batch.identifiers, batch.items.decode("utf-8")
+    return batch.rows, list(batch.keys), batch.identifiers, bytes(batch.items).decode("utf-8")
 
 
 def test_a_batch_line_round_trips():
@@ -19,5 +21,4 @@ def test_a_batch_line_round_trips():
 def test_values_holding_separators_still_round_trip():
     identifiers = ["tab\there", "new\nline", "unit\x1fseparator"]
     line = batch_line([1, 2, 3], ["k1", "k\t2", "k3"], identifiers, "[1,2,3]")
-    assert line.count("\n") == 1 and line.endswith("\n")
     assert parse_batch_line(line) == ([1, 2, 3], ["k1", "k\t2", "k3"], identifiers, "[1,2,3]")
