@@ -127,7 +127,10 @@ class Destination(ABC):
 
     @abstractmethod
     def send(self, keys: Sequence[str], items: bytes) -> dict[int, str] | Pending:
-        """Deliver one batch (`items`: a JSON array, UTF-8 bytes-like); return {index: vendor's reason} for refused ones."""
+        """Deliver one batch; return {index: vendor's reason} for the items it refused.
+
+        `items` is the batch's JSON array, UTF-8, bytes-like (a view into the prepared line).
+        """
 
     def settle(self, pending: list[Pending]) -> list[dict[int, str] | None]:
         """The outcome of each pending batch, or None for one the vendor has not finished yet."""
