@@ -111,8 +111,7 @@ def _prepare_chunks(plan: dict[str, Any], connection: Connection, export: Export
     infos = [reader.info(path) for path in export.segments]
     mapped = [resolve_columns(info.path, info.header, export.matching.columns()) for info in infos]
     total_bytes = sum(info.size - info.data_start for info in infos)
-    rows_per_chunk = None
-    first_seen = FirstSeen()
+    rows_per_chunk, first_seen = None, FirstSeen()
     for info, columns in zip(infos, mapped, strict=True):
         path = info.path
         plan["segments"].append({"path": path, "bytes": info.size, "etag": info.etag, "header": info.header,
@@ -121,8 +120,10 @@ def _prepare_chunks(plan: dict[str, Any], connection: Connection, export: Export
         destination = cls(connection, export, columns)  # no credentials: it prepares items, sends nothing
         chunk = _ChunkWriter(plan, path, info.data_start, 1, batch, services)
         for block in reader.blocks(path, info.data_start, info.size):
-            if rows_per_chunk is None:
-                rows_per_chunk = _rows_per_chunk(services.settings.chunk_rows, batch, width, total_bytes, block)
+            if rows_per_chunk is None:  # the first block tells how many rows to expect
+                estimated_rows = total_bytes * len(block.rows) / max(1, block.end - block.start)
+                rows_per_chunk = _rows_per_chunk(services.settings.chunk_rows, batch, width, estimated_rows)
+                first_seen = FirstSeen(int(estimated_rows))
             keys, problems = classify_block(block, columns_count, key_index, identifier, cls)
             firsts = first_seen.first(keys)
             index = 0
@@ -141,15 +142,11 @@ def _prepare_chunks(plan: dict[str, Any], connection: Connection, export: Export
     plan["width"] = min(width, len(plan["chunks"]))
 
 
-def _rows_per_chunk(configured: int | None, batch: int, width: int, total_bytes: int, first: Block) -> int:
+def _rows_per_chunk(configured: int | None, batch: int, width: int, estimated_rows: float) -> int:
     """Rows per chunk: CHUNK_ROWS if set; else enough chunks for the fan-out width, within
     MIN_CHUNK_ROWS and MAX_CHUNK_ROWS. Always whole batches, so only a chunk's last request
     is ever partly filled."""
-    if configured:
-        rows = configured
-    else:
-        estimated_rows = total_bytes * len(first.rows) / max(1, first.end - first.start)
-        rows = min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, math.ceil(estimated_rows / width)))
+    rows = configured or min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, math.ceil(estimated_rows / width)))
     return max(batch, math.ceil(rows / batch) * batch)
 
 

@@ -7,6 +7,9 @@ first occurrence of a key wins; later ones are skipped (`FirstSeen`).
 
 from __future__ import annotations
 
+import math
+from array import array
+
 from destinations import Destination
 from shared.segments import Block
 
@@ -14,7 +17,10 @@ __all__ = ["FirstSeen", "IDENTIFIER_LABELS", "classify_block"]
 
 IDENTIFIER_LABELS = {"email": "email", "customer_id": "customer id"}
 _BUCKET_BITS = 16
+_BUCKETS = 1 << _BUCKET_BITS
+_ENTRY = 6  # bytes stored per key: the fingerprint's 48 bits below the bucket index
 _MASK = (1 << 64) - 1
+_LOW = (1 << 48) - 1
 
 
 def classify_block(block: Block, width: int, key_index: int, identifier: str,
@@ -48,34 +54,43 @@ class FirstSeen:
     """Remembers keys compactly, to tell a first occurrence from a repeat.
 
     A key is kept as a 64-bit fingerprint (Python's string hash, stable within a
-    process) in one of 65,536 byte buckets: about 9 bytes a key, so ten million keys
-    fit in under 100 MB where a set of strings would take over a gigabyte. Two distinct
-    keys share a fingerprint with probability about n²/2⁶⁵ (3·10⁻⁶ for ten million);
-    the later one would then be skipped as a duplicate.
+    process): its top 16 bits choose one of 65,536 byte buckets, its other 48 bits are
+    stored there, 6 bytes a key. Buckets are sized once from the expected number of keys,
+    so they are not reallocated row after row (which fragments the heap and kept the
+    memory of a ten-million-row plan growing well past its data). Ten million keys take
+    about 75 MB, where a set of strings would take over a gigabyte. Two distinct keys
+    share a fingerprint with probability about n²/2⁶⁵ (3·10⁻⁶ for ten million); the later
+    one would then be skipped as a duplicate.
     """
 
-    def __init__(self) -> None:
-        self._buckets = [bytearray() for _ in range(1 << _BUCKET_BITS)]
+    def __init__(self, expected_keys: int = 0) -> None:
+        per_bucket = math.ceil(expected_keys * 1.25 / _BUCKETS) if expected_keys else 4
+        self._buckets = [bytearray(per_bucket * _ENTRY) for _ in range(_BUCKETS)]
+        self._used = array("I", [0]) * _BUCKETS  # bytes used in each bucket
         self.count = 0
 
     def first(self, keys: list[str | None]) -> list[bool]:
         """For each key: True the first time it is seen (None keys: False, not remembered)."""
-        buckets, shift = self._buckets, 64 - _BUCKET_BITS
+        buckets, used, shift = self._buckets, self._used, 64 - _BUCKET_BITS
         firsts = []
         for key in keys:
             if key is None:
                 firsts.append(False)
                 continue
             fingerprint = hash(key) & _MASK
-            bucket = buckets[fingerprint >> shift]
-            token = fingerprint.to_bytes(8, "little")
-            position = bucket.find(token)
-            while position > 0 and position % 8:  # a match straddling two entries is no match
-                position = bucket.find(token, position + 1)
-            if position < 0:
-                bucket += token
-                self.count += 1
-                firsts.append(True)
-            else:
+            index = fingerprint >> shift
+            bucket, end = buckets[index], used[index]
+            token = (fingerprint & _LOW).to_bytes(_ENTRY, "little")
+            position = bucket.find(token, 0, end)
+            while position > 0 and position % _ENTRY:  # a match straddling two entries is no match
+                position = bucket.find(token, position + 1, end)
+            if position >= 0:
                 firsts.append(False)
+                continue
+            if end + _ENTRY > len(bucket):
+                bucket.extend(bytes(max(len(bucket) // 2, 4 * _ENTRY)))
+            bucket[end:end + _ENTRY] = token
+            used[index] = end + _ENTRY
+            self.count += 1
+            firsts.append(True)
         return firsts
