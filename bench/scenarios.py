@@ -65,13 +65,22 @@ def throughput(profiles: int = 1_000_000) -> dict[str, Any]:
 
 
 def rate_limited(profiles: int = 200_000) -> dict[str, Any]:
-    """Each stand-in enforcing its vendor's documented limit; the exporter at its default settings."""
+    """Each stand-in enforcing its vendor's documented limit; the exporter at its default settings.
+
+    Each destination's export runs alone (one after the other): the figure is how close the
+    exporter keeps to that vendor's limit, not how two cores share four exports' plans
+    (throughput_1m shows that).
+    """
+    reports, walls = {}, {}
     with environment(rate_limited=True) as (storage, sandbox, env, folder):
         path = segment(storage, profiles)
-        measured = run_exporter(env, folder, sandbox.connections(), _exports(path))
-    _check(measured.reports, profiles)
+        for export in _exports(path):
+            measured = run_exporter(env, folder, sandbox.connections(), [export])
+            reports.update(measured.reports)
+            walls.update(measured.run_walls)
+    _check(reports, profiles)
     figures = {}
-    for name, report in measured.reports.items():
+    for name, report in reports.items():
         destination = report["destination"]
         spec = SPECS[destination["type"]]
         # The least time the limit allows: the fewest requests the data needs (in batches as
@@ -81,7 +90,7 @@ def rate_limited(profiles: int = 200_000) -> dict[str, Any]:
         requests = destination["requests"]
         figures[destination["type"]] = {
             "floor_s": round(floor, 2), "actual_s": destination["duration_s"],
-            "ratio": round(destination["duration_s"] / floor, 2), "run_wall_s": measured.run_walls[name],
+            "ratio": round(destination["duration_s"] / floor, 2), "run_wall_s": walls[name],
             "requests": requests.get("requests", 0), "requests_needed": needed,
             "throttled": requests.get("throttled", 0), "limit_per_s": round(spec.requests_per_second, 2)}
     return {"profiles": profiles, "destinations": figures}

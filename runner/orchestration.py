@@ -118,10 +118,14 @@ class LocalRunner:
     """Runs orchestrations of a Durable Functions app in this process.
 
     `on_result(function name, input, result)` is called after every activity, for
-    progress display. `max_activities` plays host.json's maxConcurrentActivityFunctions.
+    progress display. `max_activities` plays host.json's maxConcurrentActivityFunctions
+    times the instances Azure would scale out to: by default the largest fan-out
+    (`parallel_chunks` is at most 32) runs whole. Fewer would matter: each chunk activity
+    paces itself to its share (1/width) of the limit, so a fan-out only partly running
+    sends below the vendor's limit.
     """
 
-    def __init__(self, app: Any, *, max_activities: int = 16,
+    def __init__(self, app: Any, *, max_activities: int = 32,
                  on_result: Callable[[str, Any, Any], None] | None = None):
         self._orchestrators: dict[str, Callable[[Any], Generator]] = {}
         self._activities: dict[str, Callable[[Any], Any]] = {}

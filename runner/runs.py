@@ -16,7 +16,7 @@ __all__ = ["run_export"]
 
 def run_export(export: dict[str, Any], connection: dict[str, Any] | None, *,
                on_activity: Callable[[str, Any, Any], None] | None = None, trigger: str = "cli",
-               max_activities: int = 16, resume: str | None = None) -> dict[str, Any]:
+               max_activities: int = 32, resume: str | None = None) -> dict[str, Any]:
     """Run `export` (a document) through `connection`; returns the run's report.
 
     Drives function_app's `export_run` orchestration exactly as the Durable host would.

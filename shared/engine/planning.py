@@ -19,7 +19,8 @@ from typing import Any
 from destinations import SPECS, Destination, RowRejected, destination_class
 
 from ..config import Connection, DefinitionError, Export, parse_connection, parse_export
-from ..segments import Block, SegmentError, resolve_columns
+from ..segments import Block, SegmentError, SegmentInfo, resolve_columns
+from ..state import BackgroundWrites
 from .rows import FirstSeen, classify_block
 from .services import Services
 from .tally import Tally, batch_line
@@ -103,22 +104,34 @@ def _check_unchanged(plan: dict[str, Any], services: Services) -> dict[str, Any]
 
 
 def _prepare_chunks(plan: dict[str, Any], connection: Connection, export: Export, services: Services) -> None:
-    cls = destination_class(connection.type)
-    identifier = cls.SPEC.identifier
-    batch, width = connection.settings["batch_size"], connection.settings["parallel_chunks"]
     reader = services.storage.segments
     # Every segment readable, every mapped column present, before any work.
     infos = [reader.info(path) for path in export.segments]
     mapped = [resolve_columns(info.path, info.header, export.matching.columns()) for info in infos]
-    total_bytes = sum(info.size - info.data_start for info in infos)
+    with BackgroundWrites() as writes:  # the chunks' files are written while the next rows are read
+        _read_segments(plan, connection, export, list(zip(infos, mapped, strict=True)), services, writes)
+    if not any(s["rows"] for s in plan["segments"]):
+        raise PlanError(f"the export's segments hold no data rows (only a header): {', '.join(export.segments)}")
+    plan["width"] = min(connection.settings["parallel_chunks"], len(plan["chunks"]))
+
+
+def _read_segments(plan: dict[str, Any], connection: Connection, export: Export,
+                   segments: list[tuple[SegmentInfo, dict[str, int]]], services: Services,
+                   writes: BackgroundWrites) -> None:
+    """Read each segment once, row block by row block, into chunks (see the module docstring)."""
+    cls = destination_class(connection.type)
+    identifier = cls.SPEC.identifier
+    batch, width = connection.settings["batch_size"], connection.settings["parallel_chunks"]
+    reader = services.storage.segments
+    total_bytes = sum(info.size - info.data_start for info, _ in segments)
     rows_per_chunk, first_seen = None, FirstSeen()
-    for info, columns in zip(infos, mapped, strict=True):
+    for info, columns in segments:
         path = info.path
         plan["segments"].append({"path": path, "bytes": info.size, "etag": info.etag, "header": info.header,
                                  "columns": columns, "rows": 0})
         columns_count, key_index = len(info.header), columns[identifier]
         destination = cls(connection, export, columns)  # no credentials: it prepares items, sends nothing
-        chunk = _ChunkWriter(plan, path, info.data_start, 1, batch, services)
+        chunk = _ChunkWriter(plan, path, info.data_start, 1, batch, services, writes)
         for block in reader.blocks(path, info.data_start, info.size):
             if rows_per_chunk is None:  # the first block tells how many rows to expect
                 estimated_rows = total_bytes * len(block.rows) / max(1, block.end - block.start)
@@ -134,12 +147,9 @@ def _prepare_chunks(plan: dict[str, Any], connection: Connection, export: Export
                 if chunk.rows == rows_per_chunk:
                     end = reader.offset_after(block, index)
                     chunk.close(end)
-                    chunk = _ChunkWriter(plan, path, end, block.first_row + index, batch, services)
+                    chunk = _ChunkWriter(plan, path, end, block.first_row + index, batch, services, writes)
         chunk.close(info.size)
         plan["segments"][-1]["rows"] = sum(c["rows"] for c in plan["chunks"] if c["segment"] == path)
-    if not any(s["rows"] for s in plan["segments"]):
-        raise PlanError(f"the export's segments hold no data rows (only a header): {', '.join(export.segments)}")
-    plan["width"] = min(width, len(plan["chunks"]))
 
 
 def _rows_per_chunk(configured: int | None, batch: int, width: int, estimated_rows: float) -> int:
@@ -159,12 +169,12 @@ class _ChunkWriter:
     """Collects one chunk: its sendable rows as encoded batches, the others as counts and reasons."""
 
     def __init__(self, plan: dict[str, Any], segment: str, start: int, first_row: int, batch_size: int,
-                 services: Services):
+                 services: Services, writes: BackgroundWrites):
         self.plan, self.segment, self.start, self.first_row = plan, segment, start, first_row
-        self.batch_size, self.services = batch_size, services
+        self.batch_size, self.services, self.writes = batch_size, services, writes
         self.index = len(plan["chunks"])
         self.rows = self.items = 0
-        self.batches = services.runs.items_writer(plan["export"]["name"], plan["run_id"], self.index)
+        self.batches = services.runs.items_writer(plan["export"]["name"], plan["run_id"], self.index, writes)
         self._rows: list[int] = []
         self._keys: list[str] = []
         self._identifiers: list[str] = []
@@ -216,10 +226,12 @@ class _ChunkWriter:
         index = self.index
         self.batches.close()
         runs, name, run_id = self.services.runs, self.plan["export"]["name"], self.plan["run_id"]
-        invalid_file = runs.write_rejected(name, run_id, index, self.tally.rejected_csv, "invalid")
-        runs.write_prepared(name, run_id, index, {
+        invalid = self.tally.rejected_csv
+        self.writes.submit(runs.write_rejected, name, run_id, index, invalid, "invalid")
+        self.writes.submit(runs.write_prepared, name, run_id, index, {
             "rows": self.rows, "items": self.items, "rejected": dict(self.tally.rejected),
-            "skipped": dict(self.tally.skipped), "invalid_file": invalid_file})
+            "skipped": dict(self.tally.skipped),
+            "invalid_file": runs.rejected_path(name, run_id, index, "invalid") if invalid else None})
         self.plan["chunks"].append({"index": index, "segment": self.segment, "start": self.start, "end": end,
                                     "first_row": self.first_row, "rows": self.rows, "items": self.items})
 

@@ -1,5 +1,8 @@
 """Reading segment files from Blob Storage (Azurite): encodings, line ends, quoting, ranges."""
 
+import threading
+import time
+
 import pytest
 
 from shared.segments import SegmentError, resolve_columns
@@ -105,3 +108,36 @@ def test_columns_match_case_insensitively_and_a_missing_one_lists_what_exists():
         resolve_columns("a.csv", header, {"email": "Email", "attribute:city": "City", "attribute:zip": "Zip"})
     assert str(caught.value) == ('segment a.csv: mapped column(s) "City", "Zip" not found; '
                                  'the file has " Email ", "CustomerId", "First Name"')
+
+
+def test_a_segment_removed_while_read_ahead_fails_the_reader_and_its_download_thread_ends(storage, unique):
+    # Blocks are downloaded ahead of the parser by a thread: its failure must reach the reader.
+    body = "".join(f"user{i}@example.com,{'x' * 60}\n" for i in range(200_000))  # ~15 MB
+    path = upload_segment(storage, f"{unique}/removed.csv", "Email,Note\n" + body)
+    info = storage.segments.info(path)
+    blocks = storage.segments.blocks(path, info.data_start, info.size)
+    next(blocks)
+    storage.container("segments").delete_blob(path)
+    with pytest.raises(SegmentError, match="changed or was removed while it was read"):
+        for _ in blocks:
+            pass
+    assert _read_ahead_threads_end()
+
+
+def test_a_reader_that_stops_early_stops_the_download_thread(storage, unique):
+    body = "".join(f"user{i}@example.com\n" for i in range(400_000))  # ~9 MB
+    path = upload_segment(storage, f"{unique}/early.csv", "Email\n" + body)
+    info = storage.segments.info(path)
+    blocks = storage.segments.blocks(path, info.data_start, info.size)
+    next(blocks)
+    blocks.close()
+    assert _read_ahead_threads_end()
+
+
+def _read_ahead_threads_end(timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not any(thread.name == "segment-read-ahead" for thread in threading.enumerate()):
+            return True
+        time.sleep(0.05)
+    return False

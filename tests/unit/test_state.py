@@ -1,0 +1,48 @@
+"""Storage writes done in the background by the plan: in order, bounded, and never failing silently."""
+
+import threading
+import time
+
+import pytest
+
+from shared.state import BackgroundWrites
+
+
+def test_writes_run_in_the_order_submitted_and_all_finish_by_the_end_of_the_block():
+    done = []
+    with BackgroundWrites() as writes:
+        for index in range(20):
+            writes.submit(lambda i: (time.sleep(0.001), done.append(i)), index)
+    assert done == list(range(20))
+
+
+def test_a_failed_write_is_raised_at_the_end_of_the_block():
+    with pytest.raises(OSError, match="disk on fire"), BackgroundWrites() as writes:
+        writes.submit(_fail)
+
+
+def test_a_failed_write_is_raised_by_the_next_submit_and_later_writes_do_not_run():
+    later = []
+    with pytest.raises(OSError, match="disk on fire"), BackgroundWrites() as writes:
+        writes.submit(_fail)
+        time.sleep(0.2)
+        writes.submit(later.append, "written after a failure")
+    assert later == []
+
+
+def test_a_caller_too_far_ahead_waits_for_the_pending_writes():
+    release, pending = threading.Event(), []
+    with BackgroundWrites(pending=2) as writes:
+        writes.submit(release.wait)
+        writes.submit(pending.append, 1)
+        waiting = threading.Thread(target=writes.submit, args=(pending.append, 2))
+        waiting.start()
+        time.sleep(0.2)
+        assert waiting.is_alive()  # a third write waits while two are pending
+        release.set()
+        waiting.join(5)
+    assert pending == [1, 2]
+
+
+def _fail() -> None:
+    raise OSError("disk on fire")
