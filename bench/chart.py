@@ -16,13 +16,13 @@ def draw(results: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(1, 4, figsize=(18, 4.2))
     if "throughput_1m" in scenarios:
         destinations = scenarios["throughput_1m"]["destinations"]
-        axes[0].bar(list(destinations), [d["profiles_per_s"] for d in destinations.values()], color="#3b7dd8")
+        axes[0].bar(_labels(destinations), [d["profiles_per_s"] for d in destinations.values()], color="#3b7dd8")
         axes[0].set_title(f"throughput, {scenarios['throughput_1m']['profiles']:,} profiles\n(profiles/s, unthrottled)")
     if "rate_limited" in scenarios:
         destinations = scenarios["rate_limited"]["destinations"]
-        axes[1].bar(list(destinations), [d["ratio"] for d in destinations.values()], color="#2e9d5b")
+        bars = axes[1].bar(_labels(destinations), [d["ratio"] for d in destinations.values()], color="#2e9d5b")
+        axes[1].bar_label(bars, fmt="%.2f")
         axes[1].axhline(1.15, color="#c0392b", linestyle="--", label="target 1.15")
-        axes[1].set_yscale("log")
         axes[1].legend()
         axes[1].set_title("at the vendors' limits\n(actual / least time the limit allows)")
     if "peer_createsend" in scenarios:
@@ -41,3 +41,7 @@ def draw(results: dict[str, Any], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _labels(destinations: dict[str, Any]) -> list[str]:
+    return [name.replace("_", "\n") for name in destinations]

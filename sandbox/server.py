@@ -54,6 +54,7 @@ def _parse_request(handler: BaseHTTPRequestHandler) -> bool:
     stand-in's time per request. Request line and headers are taken as clients send them
     (HTTP/1.1, one header per line); anything else is answered 400.
     """
+    handler.arrived_at = time.time()  # when the request line was read: the request's arrival, before its body
     handler.command, handler.close_connection = None, True
     handler.request_version = handler.default_request_version
     handler.requestline = str(handler.raw_requestline, "iso-8859-1").rstrip("\r\n")
@@ -302,7 +303,7 @@ class StandIn:
         if request.path.startswith("/__sandbox__/"):
             self._write(handler, self._control(request))
             return
-        response, drop = self._answer(request)
+        response, drop = self._answer(request, getattr(handler, "arrived_at", time.time()))
         if self.latency_s:
             time.sleep(self.latency_s)
         if drop:
@@ -314,9 +315,8 @@ class StandIn:
             return
         self._write(handler, response)
 
-    def _answer(self, request: Request) -> tuple[Response | None, bool]:
-        """The response, and whether to drop the connection instead of answering."""
-        now = time.time()
+    def _answer(self, request: Request, now: float) -> tuple[Response | None, bool]:
+        """The response, and whether to drop the connection instead of answering (arrived at `now`)."""
         with self.lock:
             if self.announced_at + self.grace_s <= now < self.throttled_until:
                 self.requests_in_throttle_window += 1
