@@ -15,7 +15,7 @@ from .auth import TokenSource
 from .errors import AuthError, FatalError, RetriableError
 from .pacing import Pacer
 from .signals import announced_wait, vendor_message
-from .transport import ConnectionProblem, Response, Transport
+from .transport import ConnectionProblem, Response, StaleConnection, Transport
 
 __all__ = ["HttpClient", "RequestStats", "RetryPolicy", "transport_for"]
 
@@ -91,7 +91,7 @@ class HttpClient:
         if content_type:
             base_headers.setdefault("Content-Type", content_type)
         deadline = self.clock() + self.policy.budget
-        refreshed = False
+        refreshed = fresh = False
         attempt = 0
         while True:
             attempt += 1
@@ -100,8 +100,12 @@ class HttpClient:
             # out, so a throttle window announced meanwhile is still seen.
             self.stats.waited_s += self.pacer.acquire()
             self.stats.requests += 1
+            use_fresh, fresh = fresh, False
             try:
-                response = self.transport.send(method, url, sent_headers, body, self.timeout)
+                response = self.transport.send(method, url, sent_headers, body, self.timeout, fresh=use_fresh)
+            except StaleConnection:  # (a new connection never is) again at once, on a new one: not a retry
+                fresh, attempt = True, attempt - 1
+                continue
             except ConnectionProblem as problem:
                 self.stats.network_errors += 1
                 self._back_off(attempt, deadline, None, f"{self.vendor}: {problem}")

@@ -10,8 +10,9 @@ Azure SDK, the tests) still uses `requests`.
 What it does: one pool of idle connections per origin, shared by the threads sending to
 one connection; TLS verified against certifi's bundle (as requests does, or
 REQUESTS_CA_BUNDLE); an HTTPS proxy from the environment, tunnelled with CONNECT; a
-reused connection that turns out closed by the server is replaced once at once (a stale
-keep-alive, not a fault). Any other failure is a `ConnectionProblem` for the retry logic.
+reused connection that turns out closed by the server is a `StaleConnection`: sent again
+at once on a new connection, but through the pacer (a stale keep-alive, not a fault).
+Any other failure is a `ConnectionProblem` for the retry logic.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ConnectionProblem", "Response", "Transport"]
+__all__ = ["ConnectionProblem", "Response", "StaleConnection", "Transport"]
 
 
 class ConnectionProblem(Exception):
@@ -35,6 +36,10 @@ class ConnectionProblem(Exception):
     def __init__(self, timed_out: bool):
         super().__init__("no answer within the timeout" if timed_out else "connection failed or dropped")
         self.timed_out = timed_out
+
+
+class StaleConnection(ConnectionProblem):
+    """A kept-alive connection failed before any answer: most likely closed by the server while idle."""
 
 
 class Response:
@@ -79,24 +84,23 @@ class Transport:
         self._origins: dict[str, tuple[tuple[str, str, int], str]] = {}
 
     def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
-             timeout: float) -> Response:
-        """One request, one answer; ConnectionProblem when there is no answer."""
+             timeout: float, *, fresh: bool = False) -> Response:
+        """One request, one answer; ConnectionProblem when there is no answer.
+
+        StaleConnection when a pooled connection failed at once (the server had closed it
+        while idle): the caller sends again with `fresh`, on a new connection, after its
+        pacer's turn, since a throttle window may have been announced meanwhile.
+        """
         origin, path = self._split(url)
-        connection, reused = self._checkout(origin, timeout)
+        connection, reused = (self._connect(origin, timeout), False) if fresh else self._checkout(origin, timeout)
         try:
             return self._exchange(connection, origin, method, path, headers, body)
         except (OSError, http.client.HTTPException) as error:
             connection.close()
             timed_out = isinstance(error, (socket.timeout, TimeoutError))
-            if not reused or timed_out:
-                raise ConnectionProblem(timed_out) from None
-        # The pooled connection had been closed by the server while idle: try a fresh one.
-        connection = self._connect(origin, timeout)
-        try:
-            return self._exchange(connection, origin, method, path, headers, body)
-        except (OSError, http.client.HTTPException) as error:
-            connection.close()
-            raise ConnectionProblem(isinstance(error, (socket.timeout, TimeoutError))) from None
+            if reused and not timed_out:
+                raise StaleConnection(False) from None
+            raise ConnectionProblem(timed_out) from None
 
     def close(self) -> None:
         with self._lock:

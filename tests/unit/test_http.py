@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import socket
 from collections import deque
 
 import pytest
@@ -122,6 +123,29 @@ def test_a_dropped_connection_is_retried(server, client, monkeypatch):
     with pytest.raises(RetriableError, match="connection failed or dropped"):
         client.request("POST", f"{server.url}/batch", json={})
     assert client.stats.network_errors == 4
+
+
+def test_a_kept_alive_connection_closed_while_idle_is_replaced_at_once_but_through_the_pacer(server):
+    # A stale keep-alive is not a fault (no back-off, no retry counted), yet the request is
+    # sent again only after the pacer's turn: a throttle window may have begun meanwhile.
+    server.queue.clear()
+    turns = []
+
+    class CountingPacer(Pacer):
+        def acquire(self) -> float:
+            turns.append(1)
+            return super().acquire()
+
+    transport = Transport()
+    client = HttpClient("Vendor", CountingPacer(10_000), transport, policy=RetryPolicy(attempts=4, base_delay=0.01))
+    client.request("POST", f"{server.url}/batch", json={})
+    for idle in transport._idle.values():  # the pooled connection dies, as when the server closes it
+        for connection in idle:
+            connection.sock.shutdown(socket.SHUT_RDWR)
+    client.request("POST", f"{server.url}/batch", json={"second": True})
+    assert len(turns) == 3
+    assert client.stats.retries == 0 and client.stats.network_errors == 0
+    assert server.log[-1]["status"] == 200
 
 
 def test_the_pacer_spaces_requests_at_its_rate():
