@@ -88,11 +88,16 @@ def batch_line(rows: list[int], keys: list[str], identifiers: list[str], items: 
     was not. A value holding a separator (never seen in practice) makes the batch's
     metadata JSON instead, marked by a leading `[`. Returned as the line's parts, so that a
     large batch (Snapchat's 100,000 hashes) is not copied once more to join them.
+
+    A raw identifier written as its key is (most emails are) is stored empty: keys are never
+    empty, so an empty identifier can only mean that, and every batch is smaller to store
+    and to read back.
     """
-    joined_keys, joined_identifiers = _UNIT.join(keys), _UNIT.join(identifiers)
-    if _plain(joined_keys, len(keys)) and _plain(joined_identifiers, len(identifiers)):
+    stored = [("" if identifier == key else identifier) for key, identifier in zip(keys, identifiers, strict=True)]
+    joined_keys, joined_identifiers = _UNIT.join(keys), _UNIT.join(stored)
+    if _plain(joined_keys, len(keys)) and _plain(joined_identifiers, len(stored)):
         return [",".join(map(str, rows)), "\t", joined_keys, "\t", joined_identifiers, "\t", items, "\n"]
-    return [_ENCODE([rows, keys, identifiers]), "\t", items, "\n"]
+    return [_ENCODE([rows, keys, stored]), "\t", items, "\n"]
 
 
 class PreparedBatch:
@@ -103,9 +108,10 @@ class PreparedBatch:
     batch holds 100,000 rows, and sending it needs none of them.
     """
 
-    __slots__ = ("items", "count", "last_row", "_rows", "_keys", "_identifiers")
+    __slots__ = ("items", "count", "last_row", "_rows", "_keys", "_identifiers", "_raw")
 
     def __init__(self, line: bytes):
+        self._raw: list[str] | None = None
         view = memoryview(line)
         if line.startswith(b"["):
             tab = line.index(b"\t")
@@ -134,9 +140,13 @@ class PreparedBatch:
 
     @property
     def identifiers(self) -> list[str]:
-        if isinstance(self._identifiers, memoryview):
-            self._identifiers = str(self._identifiers, "utf-8").split(_UNIT)
-        return self._identifiers
+        """The raw identifiers, as the segment wrote them (see `batch_line` for the empty ones)."""
+        if self._raw is None:
+            stored = self._identifiers
+            if isinstance(stored, memoryview):
+                stored = str(stored, "utf-8").split(_UNIT)
+            self._raw = [identifier or key for key, identifier in zip(self.keys, stored, strict=True)]
+        return self._raw
 
 
 class _Split(Sequence):

@@ -22,3 +22,11 @@ def test_values_holding_separators_still_round_trip():
     identifiers = ["tab\there", "new\nline", "unit\x1fseparator"]
     line = batch_line([1, 2, 3], ["k1", "k\t2", "k3"], identifiers, "[1,2,3]")
     assert parse_batch_line(line) == ([1, 2, 3], ["k1", "k\t2", "k3"], identifiers, "[1,2,3]")
+
+
+def test_identifiers_written_as_their_keys_are_stored_once():
+    keys = [f"user{i}@example.com" for i in range(3)]
+    identifiers = ["user0@example.com", "User1@Example.com", "user2@example.com"]
+    line = batch_line([1, 2, 3], keys, identifiers, "[1,2,3]")
+    assert "".join(line).count("user0@example.com") == 1  # once, as the key
+    assert parse_batch_line(line) == ([1, 2, 3], keys, identifiers, "[1,2,3]")
