@@ -303,7 +303,7 @@ class StandIn:
         if request.path.startswith("/__sandbox__/"):
             self._write(handler, self._control(request))
             return
-        response, drop = self._answer(request, getattr(handler, "arrived_at", time.time()))
+        response, drop = self._answer(request, handler.arrived_at)
         if self.latency_s:
             time.sleep(self.latency_s)
         if drop:

@@ -4,8 +4,8 @@ A segment is a CSV file with a header row: UTF-8 with or without BOM, LF or CRLF
 ends, RFC 4180 quoting (fields may hold commas, quotes and newlines). Reading is
 streamed: about a megabyte at a time is cut at the last row boundary (a newline with an
 even number of quotes before it) and parsed whole by the csv module, in C, so a row
-costs little Python. A plan cuts a file into chunks at row boundaries (`offset_after`)
-and an activity reads exactly one chunk (`blocks(path, start, end)`).
+costs little Python, and the next megabyte downloads while one is parsed. The plan reads
+each file once (`blocks`) and cuts it into chunks at row boundaries (`offset_after`).
 
 Column names are matched case-insensitively and without surrounding spaces; a mapped
 column that is missing is an error naming it and listing the columns that exist.

@@ -260,21 +260,21 @@ class RunStore:
 
     def items_writer(self, export: str, run_id: str, chunk: int, writes: BackgroundWrites | None = None) -> BlobWriter:
         """Where the plan writes a chunk's encoded batches, as it produces them."""
-        blob = self._container.get_blob_client(f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.items")
+        blob = self._container.get_blob_client(self.chunk_file(export, run_id, chunk, "items"))
         return BlobWriter(blob, writes=writes)
 
     def write_prepared(self, export: str, run_id: str, chunk: int, prepared: dict[str, Any]) -> None:
         """The counts of a chunk's rows that the plan will not send, with their reasons."""
-        _write_json(self._container, f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.prepared.json", prepared)
+        _write_json(self._container, self.chunk_file(export, run_id, chunk, "prepared.json"), prepared)
 
     def prepared(self, export: str, run_id: str, chunk: int) -> tuple[dict[str, Any], Iterator[bytes]]:
         """The prepared counts of a chunk and its batch lines (bytes, without newline), streamed."""
-        base = f"{self.prefix(export, run_id)}/chunks/{chunk:06d}"
-        prepared = _read_json(self._container, f"{base}.prepared.json")
+        prepared = _read_json(self._container, self.chunk_file(export, run_id, chunk, "prepared.json"))
+        items = self.chunk_file(export, run_id, chunk, "items")
 
         def lines() -> Iterator[bytes]:
             parts: list[bytes] = []  # a line longer than a block (a Snapchat batch) arrives in parts
-            for block in self._container.download_blob(f"{base}.items").chunks():
+            for block in self._container.download_blob(items).chunks():
                 start = 0
                 while (end := block.find(b"\n", start)) >= 0:
                     parts.append(block[start:end])
@@ -295,11 +295,15 @@ class RunStore:
         return path
 
     def rejected_path(self, export: str, run_id: str, chunk: int, kind: str = "rejected") -> str:
-        return f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.{kind}.csv"
+        return self.chunk_file(export, run_id, chunk, f"{kind}.csv")
+
+    def chunk_file(self, export: str, run_id: str, chunk: int, suffix: str) -> str:
+        """`<export>/<run id>/chunks/<n>.<suffix>`: where a chunk's files live."""
+        return f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.{suffix}"
 
     def append_progress(self, export: str, run_id: str, chunk: int, record: dict[str, Any]) -> None:
         """Append one progress record (a confirmed batch) to the chunk's append blob."""
-        blob = self._container.get_blob_client(f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.progress")
+        blob = self._container.get_blob_client(self.chunk_file(export, run_id, chunk, "progress"))
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
         try:
             blob.append_block(line)
@@ -311,16 +315,16 @@ class RunStore:
         """The chunk's progress records, oldest first; [] when it has none."""
         try:
             text = self._container.download_blob(
-                f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.progress").readall().decode("utf-8")
+                self.chunk_file(export, run_id, chunk, "progress")).readall().decode("utf-8")
         except ResourceNotFoundError:
             return []
         return [json.loads(line) for line in text.splitlines() if line]
 
     def write_checkpoint(self, export: str, run_id: str, chunk: int, result: dict[str, Any]) -> None:
-        _write_json(self._container, f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.json", result)
+        _write_json(self._container, self.chunk_file(export, run_id, chunk, "json"), result)
 
     def checkpoint(self, export: str, run_id: str, chunk: int) -> dict[str, Any] | None:
-        return _read_json(self._container, f"{self.prefix(export, run_id)}/chunks/{chunk:06d}.json")
+        return _read_json(self._container, self.chunk_file(export, run_id, chunk, "json"))
 
     def checkpoints(self, export: str, run_id: str) -> list[dict[str, Any]]:
         found = []

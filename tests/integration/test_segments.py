@@ -112,11 +112,7 @@ def test_columns_match_case_insensitively_and_a_missing_one_lists_what_exists():
 
 def test_a_segment_removed_while_read_ahead_fails_the_reader_and_its_download_thread_ends(storage, unique):
     # Blocks are downloaded ahead of the parser by a thread: its failure must reach the reader.
-    body = "".join(f"user{i}@example.com,{'x' * 60}\n" for i in range(200_000))  # ~15 MB
-    path = upload_segment(storage, f"{unique}/removed.csv", "Email,Note\n" + body)
-    info = storage.segments.info(path)
-    blocks = storage.segments.blocks(path, info.data_start, info.size)
-    next(blocks)
+    path, blocks = _reading_a_large_segment(storage, f"{unique}/removed.csv")
     storage.container("segments").delete_blob(path)
     with pytest.raises(SegmentError, match="changed or was removed while it was read"):
         for _ in blocks:
@@ -125,13 +121,19 @@ def test_a_segment_removed_while_read_ahead_fails_the_reader_and_its_download_th
 
 
 def test_a_reader_that_stops_early_stops_the_download_thread(storage, unique):
-    body = "".join(f"user{i}@example.com\n" for i in range(400_000))  # ~9 MB
-    path = upload_segment(storage, f"{unique}/early.csv", "Email\n" + body)
+    _, blocks = _reading_a_large_segment(storage, f"{unique}/early.csv")
+    blocks.close()
+    assert _read_ahead_threads_end()
+
+
+def _reading_a_large_segment(storage, path):
+    """A segment of ~15 MB (many download blocks), and its block reader past the first block."""
+    body = "".join(f"user{i}@example.com,{'x' * 60}\n" for i in range(200_000))
+    path = upload_segment(storage, path, "Email,Note\n" + body)
     info = storage.segments.info(path)
     blocks = storage.segments.blocks(path, info.data_start, info.size)
     next(blocks)
-    blocks.close()
-    assert _read_ahead_threads_end()
+    return path, blocks
 
 
 def _read_ahead_threads_end(timeout_s: float = 5.0) -> bool:
