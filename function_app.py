@@ -4,9 +4,11 @@ Thin adapters only; the work is in `shared.engine`. The shape of a run::
 
     timer (EXPORT_SCHEDULE) / POST /api/exports/{name}/runs
         -> export_run (orchestrator, one instance per export)
-             -> plan_run (activity)
+             -> plan_run (activity: the plan's first part, one chunk)
              -> export_destination (sub-orchestrator: chunk fan-out, width from the plan)
-                  -> export_chunk (activity) x chunks, at most `width` at once
+                  -> plan_next_part (activity) while the plan is incomplete, one at a time
+                  -> export_chunk (activity) x chunks, at most `width` at once, each as
+                     soon as it is planned
              -> finish_run (activity: report.json, rejected.csv)
 
 Orchestrators are deterministic and carry small JSON only: names, counts, run ids;
@@ -27,14 +29,16 @@ from shared.config import DefinitionError
 from shared.engine import Services, progress
 from shared.engine import export_chunk as run_chunk
 from shared.engine import finish_run as write_report
+from shared.engine import plan_next_part as plan_more
 from shared.engine import plan_run as make_plan
 from shared.engine.starts import UnknownExport, instance_id, run_request
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("segment_export")
 
-# A chunk activity that fails outright (host recycled, storage hiccup) is tried again;
-# its checkpoint makes the retry cheap and keeps confirmed batches from being resent.
+# A chunk activity or plan part that fails outright (host recycled, storage hiccup) is
+# tried again; a chunk's checkpoint makes the retry cheap and keeps confirmed batches
+# from being resent, a part starts again from the last plan stored.
 CHUNK_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=3)
 ACTIVE = {df.OrchestrationRuntimeStatus.Running, df.OrchestrationRuntimeStatus.Pending,
           df.OrchestrationRuntimeStatus.ContinuedAsNew}
@@ -176,25 +180,32 @@ def export_run(context: df.DurableOrchestrationContext):
 
 @app.orchestration_trigger(context_name="context")
 def export_destination(context: df.DurableOrchestrationContext):
-    """Fan the chunks out to `width` activities at a time; after a failure, account the rest unsent."""
+    """Fan the chunks out to `width` activities at a time, each chunk as soon as it is planned,
+    while the plan's next part is read; after a failure, account the rest unsent."""
     plan = context.get_input()
     running, results, abandon = [], [], None
-
-    def launch(index: int):
-        task = {"export": plan["export"], "run_id": plan["run_id"], "chunk": index, "abandon": abandon}
-        return context.call_activity_with_retry("export_chunk", CHUNK_RETRY, task)
-
-    for index in range(plan["chunks"]):
-        if len(running) >= plan["width"]:
-            done = yield context.task_any(running)
+    planned, launched, planning = plan["chunks"], 0, None
+    complete = plan.get("complete", True)
+    while True:
+        if planning is None and not complete:  # read on even after a failure: its rows are accounted
+            planning = context.call_activity_with_retry(
+                "plan_next_part", CHUNK_RETRY, {"export": plan["export"], "run_id": plan["run_id"]})
+        while launched < planned and len(running) < plan["width"]:
+            task = {"export": plan["export"], "run_id": plan["run_id"], "chunk": launched, "abandon": abandon}
+            running.append(context.call_activity_with_retry("export_chunk", CHUNK_RETRY, task))
+            launched += 1
+        if not running and planning is None:
+            break
+        done = yield context.task_any(running + ([planning] if planning is not None else []))
+        if done is planning:
+            planning, part = None, done.result
+            # A part that failed for good ends the planning; the chunks planned are still
+            # sent, and the report says the plan is incomplete and where it stopped.
+            planned, complete = (planned, True) if isinstance(part, Exception) else (part["chunks"], part["complete"])
+        else:
             running.remove(done)
             results.append(done.result)
             abandon = abandon or _failure_of(done.result)
-        running.append(launch(index))
-    while running:
-        done = yield context.task_any(running)
-        running.remove(done)
-        results.append(done.result)
     return [result for result in results if isinstance(result, dict)]
 
 
@@ -210,6 +221,11 @@ def _failure_of(result: Any) -> str | None:
 @app.activity_trigger(input_name="request")
 def plan_run(request: dict) -> dict:
     return make_plan(request, Services.current())
+
+
+@app.activity_trigger(input_name="task")
+def plan_next_part(task: dict) -> dict:
+    return plan_more(task, Services.current())
 
 
 @app.activity_trigger(input_name="task")

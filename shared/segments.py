@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
@@ -106,20 +107,22 @@ class SegmentReader:
             return SegmentInfo(path, size, properties.etag, block.rows[0], end)
         raise SegmentError(f"segment {path} has no header row")
 
-    def blocks(self, path: str, start: int, end: int, *, first_row: int = 1) -> Iterator[Block]:
+    def blocks(self, path: str, start: int, end: int, *, first_row: int = 1,
+               etag: str | None = None) -> Iterator[Block]:
         """The rows in bytes [start, end), in blocks of about BLOCK_BYTES of whole rows.
 
         `start` must be a row boundary (a plan's chunk start). Blank lines are not rows. A
         row with bytes that are not UTF-8 is still yielded (bad bytes replaced) and listed
         in `Block.bad`, so one bad row is reported without losing the others. Raises
         SegmentError for CSV that cannot be parsed (a quote never closed) and for a segment
-        changed or removed while it is read.
+        changed or removed while it is read, or since it had `etag` (a plan read in parts).
         """
         if end <= start:
             return
-        stream = self._container.get_blob_client(path).download_blob(
-            offset=start, length=end - start, max_concurrency=1)
+        condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
         try:
+            stream = self._container.get_blob_client(path).download_blob(
+                offset=start, length=end - start, max_concurrency=1, **condition)
             yield from self._blocks(path, stream.chunks(), start, first_row)
         except (ResourceModifiedError, ResourceNotFoundError) as error:
             raise SegmentError(f"segment {path} changed or was removed while it was read; run again once "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -195,12 +196,16 @@ class BlobWriter:
     """Writes one block blob as it is produced: blocks are staged as they fill, then committed.
 
     Memory holds one block, whatever the blob's size (plus those `writes` has pending).
+    With `compress`, the blob is one zlib stream (read it with `inflated`); compressing
+    happens where the writes run, outside the GIL, so the caller computes on meanwhile.
     """
 
-    def __init__(self, blob: BlobClient, block_bytes: int = 4 * 1024 * 1024, writes: BackgroundWrites | None = None):
+    def __init__(self, blob: BlobClient, block_bytes: int = 4 * 1024 * 1024, writes: BackgroundWrites | None = None,
+                 compress: bool = False):
         self._blob = blob
         self._write = writes.submit if writes else _now
         self._block_bytes = block_bytes
+        self._compressor = zlib.compressobj(1) if compress else None
         self._pending: list[bytes] = []
         self._size = 0
         self._blocks: list[BlobBlock] = []
@@ -212,19 +217,38 @@ class BlobWriter:
             self._pending.append(data)
             self._size += len(data)
         if self._size >= self._block_bytes:
-            self._stage()
-
-    def _stage(self) -> None:
-        if self._pending:
-            block_id = f"{len(self._blocks):08d}"
-            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-            self._pending, self._size = [], 0
-            self._write(self._blob.stage_block, block_id, data)
-            self._blocks.append(BlobBlock(block_id))
+            self._stage(final=False)
 
     def close(self) -> None:
-        self._stage()
-        self._write(self._blob.commit_block_list, self._blocks)
+        self._stage(final=True)
+
+    def _stage(self, final: bool) -> None:
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending, self._size = [], 0
+        if data or final:
+            self._write(self._put, data, final)
+
+    def _put(self, data: bytes, final: bool) -> None:
+        """Stage `data` (and commit the blob if `final`); runs in order, one call at a time."""
+        if self._compressor is not None:
+            data = self._compressor.compress(data) + (self._compressor.flush() if final else b"")
+        if data:
+            block_id = f"{len(self._blocks):08d}"
+            self._blob.stage_block(block_id, data)
+            self._blocks.append(BlobBlock(block_id))
+        if final:
+            self._blob.commit_block_list(self._blocks)
+
+
+def inflated(chunks: Iterator[bytes], piece_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+    """The bytes of a zlib stream read in `chunks`, in pieces of at most `piece_bytes` (a
+    megabyte of stored batches is ~14 MB of JSON: never all of it at once)."""
+    inflater = zlib.decompressobj()
+    for data in chunks:
+        while data:
+            yield inflater.decompress(data, piece_bytes)
+            data = inflater.unconsumed_tail
+    yield inflater.flush()
 
 
 def _now(write: Callable[..., Any], *args: Any) -> None:
@@ -246,22 +270,28 @@ class RunStore:
     def write_plan(self, plan: dict[str, Any]) -> None:
         _write_json(self._container, f"{self.prefix(plan['export']['name'], plan['run_id'])}/plan.json", plan)
 
-    def plan(self, export: str, run_id: str) -> dict[str, Any] | None:
-        """The run's plan; cached, since every chunk activity of the run reads it."""
+    def plan(self, export: str, run_id: str, *, chunk: int | None = None) -> dict[str, Any] | None:
+        """The run's plan as stored. Every chunk activity reads it, passing its `chunk`: a copy
+        holding that chunk is kept for them (the plan grows while its later parts are read;
+        a planned chunk never changes)."""
         key = (export, run_id)
-        with self._lock:
-            if key in self._plans:
-                return self._plans[key]
+        if chunk is not None:
+            with self._lock:
+                cached = self._plans.get(key)
+            if cached is not None and chunk < len(cached["chunks"]):
+                return cached
         plan = _read_json(self._container, f"{self.prefix(export, run_id)}/plan.json")
-        if plan is not None:
+        if plan is not None and chunk is not None:
             with self._lock:
                 self._plans[key] = plan
         return plan
 
-    def items_writer(self, export: str, run_id: str, chunk: int, writes: BackgroundWrites | None = None) -> BlobWriter:
-        """Where the plan writes a chunk's encoded batches, as it produces them."""
+    def items_writer(self, export: str, run_id: str, chunk: int, writes: BackgroundWrites | None = None,
+                     compress: bool = False) -> BlobWriter:
+        """Where the plan writes a chunk's encoded batches, as it produces them. A compressed
+        chunk says so in its prepared counts (`items_compressed`)."""
         blob = self._container.get_blob_client(self.chunk_file(export, run_id, chunk, "items"))
-        return BlobWriter(blob, writes=writes)
+        return BlobWriter(blob, writes=writes, compress=compress)
 
     def write_prepared(self, export: str, run_id: str, chunk: int, prepared: dict[str, Any]) -> None:
         """The counts of a chunk's rows that the plan will not send, with their reasons."""
@@ -274,7 +304,8 @@ class RunStore:
 
         def lines() -> Iterator[bytes]:
             parts: list[bytes] = []  # a line longer than a block (a Snapchat batch) arrives in parts
-            for block in self._container.download_blob(items).chunks():
+            blocks = self._container.download_blob(items).chunks()
+            for block in inflated(blocks) if prepared.get("items_compressed") else blocks:
                 start = 0
                 while (end := block.find(b"\n", start)) >= 0:
                     parts.append(block[start:end])
@@ -327,9 +358,10 @@ class RunStore:
         return _read_json(self._container, self.chunk_file(export, run_id, chunk, "json"))
 
     def checkpoints(self, export: str, run_id: str) -> list[dict[str, Any]]:
+        """The results of the run's chunks that finished (`chunks/<n>.json`, not `<n>.prepared.json`)."""
         found = []
         for blob in self._container.list_blobs(name_starts_with=f"{self.prefix(export, run_id)}/chunks/"):
-            if blob.name.endswith(".json"):
+            if blob.name.rsplit("/", 1)[1].split(".")[1:] == ["json"]:
                 document = _read_json(self._container, blob.name)
                 if document is not None:
                     found.append(document)

@@ -5,8 +5,9 @@ calls the very same activities. Each takes and returns small JSON.
 """
 
 from .chunks import export_chunk
-from .planning import PlanError, load_definitions, plan_run
+from .planning import PlanError, load_definitions, plan_next_part, plan_run
 from .reports import finish_run, progress
 from .services import Services
 
-__all__ = ["PlanError", "Services", "export_chunk", "finish_run", "load_definitions", "plan_run", "progress"]
+__all__ = ["PlanError", "Services", "export_chunk", "finish_run", "load_definitions", "plan_next_part",
+           "plan_run", "progress"]

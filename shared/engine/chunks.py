@@ -51,7 +51,7 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
     done = runs.checkpoint(export_name, run_id, index)
     if done is not None:
         return done
-    plan = runs.plan(export_name, run_id)
+    plan = runs.plan(export_name, run_id, chunk=index)
     chunk = plan["chunks"][index]
     segment = next(s for s in plan["segments"] if s["path"] == chunk["segment"])
     connection, export = load_definitions(plan, services)

@@ -13,19 +13,21 @@ counts; the orchestrator receives only its small summary.
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 
 from destinations import SPECS, Destination, RowRejected, destination_class
 
 from ..config import Connection, DefinitionError, Export, parse_connection, parse_export
-from ..segments import Block, SegmentError, SegmentInfo, resolve_columns
+from ..segments import Block, SegmentError, resolve_columns
 from ..state import BackgroundWrites
 from .rows import FirstSeen, classify_block
 from .services import Services
 from .tally import Tally, batch_line
 
-__all__ = ["PlanError", "load_definitions", "plan_run"]
+__all__ = ["PlanError", "load_definitions", "plan_next_part", "plan_run"]
 
 
 class PlanError(Exception):
@@ -48,7 +50,7 @@ def load_definitions(plan_or_request: dict[str, Any], services: Services) -> tup
 
 
 def plan_run(request: dict[str, Any], services: Services) -> dict[str, Any]:
-    """Plan the run described by `request`; returns the orchestrator's summary of the plan.
+    """Plan the first part of the run described by `request`; returns the orchestrator's summary.
 
     A run that was planned before (resumed, or its activity re-executed) keeps its plan,
     provided its segments have not changed since.
@@ -63,17 +65,45 @@ def plan_run(request: dict[str, Any], services: Services) -> dict[str, Any]:
         "run_id": request["run_id"], "export": request["export"], "connection": request["connection"],
         "trigger": request.get("trigger", "unknown"), "requested_by": request.get("requested_by"),
         "requested_at": request.get("requested_at"), "planned_at": now_iso(),
-        "status": "planned", "error": None, "segments": [], "chunks": [], "width": 0,
+        "status": "planned", "error": None, "complete": False, "cursor": None,
+        "segments": [], "chunks": [], "width": 0,
     }
     try:
         connection, export = load_definitions(request, services)
         if connection.consent is None:
             raise PlanError(f'connection "{connection.name}" has no recorded privacy consent: record who agreed '
                             "and when (consent.accepted_by, consent.accepted_at) before exporting through it")
-        _prepare_chunks(plan, connection, export, services)
+        _begin(plan, export, services)
+        _plan_part(plan, connection, export, services)
     except (DefinitionError, PlanError, SegmentError) as error:
-        plan["status"], plan["error"] = "failed", str(error)
+        plan["status"], plan["error"], plan["complete"] = "failed", str(error), True
         plan["chunks"] = []
+    services.runs.write_plan(plan)
+    return summary(plan)
+
+
+def plan_next_part(task: dict[str, Any], services: Services) -> dict[str, Any]:
+    """Plan the next part of run `task["run_id"]`, whose earlier chunks may be sending meanwhile.
+
+    A problem found now (a malformed row far into a file, a segment replaced since the
+    first part) fails the plan, but keeps the chunks planned before: they may have been
+    sent already, and the report accounts for them; the error says from where on the
+    rows were not read.
+    """
+    plan = services.runs.plan(task["export"], task["run_id"])
+    if plan is None:
+        raise PlanError(f"run {task['run_id']} of export {task['export']} has no plan")
+    if plan["status"] != "planned" or plan["complete"]:
+        return summary(plan)
+    try:
+        connection, export = load_definitions(plan, services)
+        _plan_part(plan, connection, export, services)
+    except (DefinitionError, PlanError, SegmentError) as error:
+        cursor = plan["cursor"]
+        segment = plan["segments"][cursor["segment"]]["path"]
+        plan["status"], plan["complete"] = "failed", True
+        plan["error"] = (f"{error}; the rows before row {cursor['row']} of {segment} were planned and exported "
+                         "(see the counts), the rest was not read: correct the file and run again")
     services.runs.write_plan(plan)
     return summary(plan)
 
@@ -81,8 +111,8 @@ def plan_run(request: dict[str, Any], services: Services) -> dict[str, Any]:
 def summary(plan: dict[str, Any]) -> dict[str, Any]:
     """What the orchestrator needs of a plan: small, no rows, no secrets."""
     return {"run_id": plan["run_id"], "export": plan["export"]["name"], "status": plan["status"],
-            "error": plan["error"], "chunks": len(plan["chunks"]), "width": plan["width"],
-            "rows": sum(chunk["rows"] for chunk in plan["chunks"])}
+            "error": plan["error"], "complete": plan.get("complete", True), "chunks": len(plan["chunks"]),
+            "width": plan["width"], "rows": sum(chunk["rows"] for chunk in plan["chunks"])}
 
 
 def _check_unchanged(plan: dict[str, Any], services: Services) -> dict[str, Any]:
@@ -95,7 +125,7 @@ def _check_unchanged(plan: dict[str, Any], services: Services) -> dict[str, Any]
         else:
             reason = "it changed since the run was planned"
         if etag != segment["etag"]:
-            plan = {**plan, "status": "failed", "chunks": [],
+            plan = {**plan, "status": "failed", "chunks": [], "complete": True,
                     "error": f"cannot resume run {plan['run_id']}: segment {segment['path']}: {reason}; "
                              "start a new run instead"}
             services.runs.write_plan(plan)
@@ -103,53 +133,141 @@ def _check_unchanged(plan: dict[str, Any], services: Services) -> dict[str, Any]
     return plan
 
 
-def _prepare_chunks(plan: dict[str, Any], connection: Connection, export: Export, services: Services) -> None:
+def _begin(plan: dict[str, Any], export: Export, services: Services) -> None:
+    """Every segment readable, every mapped column present, before any work."""
     reader = services.storage.segments
-    # Every segment readable, every mapped column present, before any work.
-    infos = [reader.info(path) for path in export.segments]
-    mapped = [resolve_columns(info.path, info.header, export.matching.columns()) for info in infos]
+    for path in export.segments:
+        info = reader.info(path)
+        columns = resolve_columns(info.path, info.header, export.matching.columns())
+        plan["segments"].append({"path": path, "bytes": info.size, "etag": info.etag, "header": info.header,
+                                 "columns": columns, "data_start": info.data_start, "rows": 0})
+    first = plan["segments"][0]
+    # Where the next part starts, and what the first block told of the rows to expect.
+    plan["cursor"] = {"segment": 0, "offset": first["data_start"], "row": 1, "parts": 0,
+                      "rows_per_chunk": None, "expected_rows": None}
+
+
+def _plan_part(plan: dict[str, Any], connection: Connection, export: Export, services: Services) -> None:
+    """Read on from the plan's cursor, chunk by chunk, until the part is long enough or the
+    segments end; then `plan` says where the next part starts (or that it is complete)."""
+    key = (plan["export"]["name"], plan["run_id"])
+    cursor = plan["cursor"]
+    first_seen = _first_seen(key, plan, connection, services)
     with BackgroundWrites() as writes:  # the chunks' files are written while the next rows are read
-        _read_segments(plan, connection, export, list(zip(infos, mapped, strict=True)), services, writes)
-    if not any(s["rows"] for s in plan["segments"]):
-        raise PlanError(f"the export's segments hold no data rows (only a header): {', '.join(export.segments)}")
-    plan["width"] = min(connection.settings["parallel_chunks"], len(plan["chunks"]))
+        first_seen = _read_part(plan, connection, export, services, writes, first_seen)
+    for segment in plan["segments"]:
+        segment["rows"] = sum(c["rows"] for c in plan["chunks"] if c["segment"] == segment["path"])
+    cursor["parts"] += 1
+    plan["complete"] = cursor["segment"] == len(plan["segments"])
+    if cursor["parts"] == 1:  # fixed once, before any chunk is sent: each chunk paces itself to 1/width
+        expected = math.ceil(cursor["expected_rows"] / cursor["rows_per_chunk"]) if cursor["expected_rows"] else 1
+        chunks = len(plan["chunks"]) if plan["complete"] else max(expected, len(plan["chunks"]))
+        plan["width"] = max(1, min(connection.settings["parallel_chunks"], chunks))
+    if plan["complete"]:
+        _first_seen_cache.pop(key, None)
+        if not any(s["rows"] for s in plan["segments"]):
+            raise PlanError(f"the export's segments hold no data rows (only a header): {', '.join(export.segments)}")
+    else:  # kept for the next part, if this process plans it: valid only for the plan written next
+        with _cache_lock:
+            _first_seen_cache[key] = (cursor["parts"], first_seen)
 
 
-def _read_segments(plan: dict[str, Any], connection: Connection, export: Export,
-                   segments: list[tuple[SegmentInfo, dict[str, int]]], services: Services,
-                   writes: BackgroundWrites) -> None:
-    """Read each segment once, row block by row block, into chunks (see the module docstring)."""
+def _read_part(plan: dict[str, Any], connection: Connection, export: Export, services: Services,
+               writes: BackgroundWrites, first_seen: FirstSeen | None) -> FirstSeen:
+    """One part of the plan: read each segment once, row block by row block, into chunks (see
+    the module docstring), from the cursor on; returns the dedupe state for the next part."""
     cls = destination_class(connection.type)
     identifier = cls.SPEC.identifier
     batch, width = connection.settings["batch_size"], connection.settings["parallel_chunks"]
-    reader = services.storage.segments
-    total_bytes = sum(info.size - info.data_start for info, _ in segments)
-    rows_per_chunk, first_seen = None, FirstSeen()
-    for info, columns in segments:
-        path = info.path
-        plan["segments"].append({"path": path, "bytes": info.size, "etag": info.etag, "header": info.header,
-                                 "columns": columns, "rows": 0})
-        columns_count, key_index = len(info.header), columns[identifier]
+    reader, cursor = services.storage.segments, plan["cursor"]
+    chunks_in_part, part_chunks = 0, 1 if cursor["parts"] == 0 else None
+    while cursor["segment"] < len(plan["segments"]):
+        segment = plan["segments"][cursor["segment"]]
+        path, columns = segment["path"], segment["columns"]
+        columns_count, key_index = len(segment["header"]), columns[identifier]
         destination = cls(connection, export, columns)  # no credentials: it prepares items, sends nothing
-        chunk = _ChunkWriter(plan, path, info.data_start, 1, batch, services, writes)
-        for block in reader.blocks(path, info.data_start, info.size):
-            if rows_per_chunk is None:  # the first block tells how many rows to expect
-                estimated_rows = total_bytes * len(block.rows) / max(1, block.end - block.start)
-                rows_per_chunk = _rows_per_chunk(services.settings.chunk_rows, batch, width, estimated_rows)
-                first_seen = FirstSeen(int(estimated_rows))
-            keys, problems = classify_block(block, columns_count, key_index, identifier, cls)
-            firsts = first_seen.first(keys)
-            index = 0
-            while index < len(block.rows):
-                take = min(len(block.rows) - index, rows_per_chunk - chunk.rows)
-                chunk.take(block, index, index + take, key_index, keys, firsts, problems, destination)
-                index += take
-                if chunk.rows == rows_per_chunk:
-                    end = reader.offset_after(block, index)
-                    chunk.close(end)
-                    chunk = _ChunkWriter(plan, path, end, block.first_row + index, batch, services, writes)
-        chunk.close(info.size)
-        plan["segments"][-1]["rows"] = sum(c["rows"] for c in plan["chunks"] if c["segment"] == path)
+        chunk = _ChunkWriter(plan, path, cursor["offset"], cursor["row"], batch, services, writes)
+        blocks = reader.blocks(path, cursor["offset"], segment["bytes"], first_row=cursor["row"],
+                               etag=segment["etag"])
+        with closing(blocks):  # a part that ends mid-segment stops the segment's download
+            for block in blocks:
+                if cursor["rows_per_chunk"] is None:  # the first block tells how many rows to expect
+                    total_bytes = sum(s["bytes"] - s["data_start"] for s in plan["segments"])
+                    expected = total_bytes * len(block.rows) / max(1, block.end - block.start)
+                    cursor["expected_rows"] = int(expected)
+                    cursor["rows_per_chunk"] = _rows_per_chunk(services.settings.chunk_rows, batch, width, expected)
+                    first_seen = FirstSeen(int(expected))
+                if part_chunks is None:
+                    part_chunks = max(1, math.ceil(cursor["expected_rows"] / PARTS / cursor["rows_per_chunk"]))
+                rows_per_chunk = cursor["rows_per_chunk"]
+                keys, problems = classify_block(block, columns_count, key_index, identifier, cls)
+                index = 0
+                while index < len(block.rows):
+                    take = min(len(block.rows) - index, rows_per_chunk - chunk.rows)
+                    # Keys are remembered only as their rows are taken: the rest of the block
+                    # may belong to the next part.
+                    firsts = first_seen.first(keys[index:index + take])
+                    chunk.take(block, index, index + take, key_index, keys, firsts, problems, destination)
+                    index += take
+                    if chunk.rows == rows_per_chunk:
+                        end = reader.offset_after(block, index)
+                        chunk.close(end)
+                        cursor["offset"], cursor["row"] = end, block.first_row + index
+                        chunks_in_part += 1
+                        if chunks_in_part >= part_chunks:
+                            if end >= segment["bytes"]:  # the segment ended with this chunk
+                                _next_segment(plan)
+                            return first_seen
+                        chunk = _ChunkWriter(plan, path, end, cursor["row"], batch, services, writes)
+        chunk.close(segment["bytes"])
+        _next_segment(plan)
+        chunks_in_part += 1 if chunk.rows else 0
+        if part_chunks is not None and chunks_in_part >= part_chunks:
+            break
+    return first_seen or FirstSeen()
+
+
+def _next_segment(plan: dict[str, Any]) -> None:
+    cursor = plan["cursor"]
+    cursor["segment"] += 1
+    if cursor["segment"] < len(plan["segments"]):
+        cursor["offset"], cursor["row"] = plan["segments"][cursor["segment"]]["data_start"], 1
+
+
+def _first_seen(key: tuple[str, str], plan: dict[str, Any], connection: Connection,
+                services: Services) -> FirstSeen | None:
+    """The dedupe state as the plan's earlier parts left it: kept in this process if it
+    planned them, else rebuilt by reading the rows before the cursor again (keys only)."""
+    cursor = plan["cursor"]
+    with _cache_lock:
+        parts, first_seen = _first_seen_cache.pop(key, (None, None))
+    if parts == cursor["parts"]:
+        return first_seen
+    if cursor["parts"] == 0:
+        return None  # sized by the first block
+    cls = destination_class(connection.type)
+    identifier = cls.SPEC.identifier
+    first_seen = FirstSeen(cursor["expected_rows"])
+    reader = services.storage.segments
+    for number, segment in enumerate(plan["segments"][:cursor["segment"] + 1]):
+        end = cursor["offset"] if number == cursor["segment"] else segment["bytes"]
+        width, key_index = len(segment["header"]), segment["columns"][identifier]
+        for block in reader.blocks(segment["path"], segment["data_start"], end, etag=segment["etag"]):
+            first_seen.first(classify_block(block, width, key_index, identifier, cls)[0])
+    return first_seen
+
+
+# The dedupe state of plans this process is reading, between their parts: {(export, run
+# id): (parts planned, state)}. Taken out while a part runs, so a part that fails midway
+# leaves nothing half-updated behind.
+_first_seen_cache: dict[tuple[str, str], tuple[int, FirstSeen]] = {}
+_cache_lock = threading.Lock()
+
+# A plan is read in parts so that the first chunks are sent while the rest is read: the
+# first part is one chunk, each later one about 1/PARTS of the expected rows. More parts
+# start sending sooner; each part costs an activity and a plan.json write, and, when it
+# runs in another process than the part before, reading the earlier rows again for their keys.
+PARTS = 8
 
 
 def _rows_per_chunk(configured: int | None, batch: int, width: int, estimated_rows: float) -> int:
@@ -174,7 +292,9 @@ class _ChunkWriter:
         self.batch_size, self.services, self.writes = batch_size, services, writes
         self.index = len(plan["chunks"])
         self.rows = self.items = 0
-        self.batches = services.runs.items_writer(plan["export"]["name"], plan["run_id"], self.index, writes)
+        self.compressed = destination_class(plan["connection"]["type"]).COMPRESS_PREPARED
+        self.batches = services.runs.items_writer(plan["export"]["name"], plan["run_id"], self.index, writes,
+                                                  self.compressed)
         self._rows: list[int] = []
         self._keys: list[str] = []
         self._identifiers: list[str] = []
@@ -184,7 +304,8 @@ class _ChunkWriter:
 
     def take(self, block: Block, begin: int, end: int, key_index: int, keys: list[str | None], firsts: list[bool],
              problems: dict[int, tuple[str, str]], destination: Destination) -> None:
-        """Account rows [begin, end) of `block`: an item line for each sendable one."""
+        """Account rows [begin, end) of `block` (`firsts` says which of them come first): an item
+        line for each sendable one."""
         rows, number = block.rows, block.first_row
         self._destination = destination
         for index in range(begin, end):
@@ -195,7 +316,7 @@ class _ChunkWriter:
                     self.tally.skip(reason)
                 else:
                     self.tally.reject(number + index, _raw(rows[index], key_index), reason, "export")
-            elif not firsts[index]:
+            elif not firsts[index - begin]:
                 self.tally.skip("duplicate of an earlier row")
             else:
                 fields = rows[index]
@@ -230,7 +351,7 @@ class _ChunkWriter:
         self.writes.submit(runs.write_rejected, name, run_id, index, invalid, "invalid")
         self.writes.submit(runs.write_prepared, name, run_id, index, {
             "rows": self.rows, "items": self.items, "rejected": dict(self.tally.rejected),
-            "skipped": dict(self.tally.skipped),
+            "skipped": dict(self.tally.skipped), "items_compressed": self.compressed,
             "invalid_file": runs.rejected_path(name, run_id, index, "invalid") if invalid else None})
         self.plan["chunks"].append({"index": index, "segment": self.segment, "start": self.start, "end": end,
                                     "first_row": self.first_row, "rows": self.rows, "items": self.items})

@@ -34,6 +34,11 @@ def finish_run(task: dict[str, Any], services: Services) -> dict[str, Any]:
             if checkpoint is not None:
                 results[index] = checkpoint
     ordered = [results.get(c["index"]) or _not_processed(c, task.get("error")) for c in plan["chunks"]]
+    if plan["status"] == "planned" and not plan.get("complete", True):  # its last part failed for good
+        cursor = plan["cursor"]
+        plan = {**plan, "status": "failed",
+                "error": f"planning stopped at row {cursor['row']} of {plan['segments'][cursor['segment']]['path']}: "
+                         "the rows before it were exported (see the counts), the rest was not read; run again"}
     destination = _destination_report(plan, ordered, task.get("error"))
     destination["rejected_rows_file"] = runs.merge_rejected(
         export_name, run_id, REJECTED_HEADER, [path for r in ordered for path in r.get("rejected_files", [])])

@@ -173,3 +173,86 @@ def test_a_chunk_run_twice_is_not_sent_twice(app_env, stand_ins, storage, unique
                          Services.current())
     assert len(stand_ins.campaign_monitor.log) == requests_before
     assert again["delivered"] == report["destination"]["delivered"]
+
+
+def emails_only(unique: str, path: str) -> dict:
+    return {**export_for("campaign_monitor", unique, path), "matching": {"email": "Email"}}
+
+
+class _Forgetful(dict):
+    """An in-process dedupe cache that keeps nothing: every plan part runs as if in another process."""
+
+    def __setitem__(self, key, value):
+        pass
+
+
+@pytest.mark.parametrize("same_process", [True, False], ids=["same-process", "parts-in-other-processes"])
+def test_a_plan_read_in_parts_finds_duplicates_across_its_parts(same_process, app_env, stand_ins, storage, unique,
+                                                                 monkeypatch):
+    from shared.engine import planning
+
+    if not same_process:  # each part then reads the earlier rows again for their keys
+        monkeypatch.setattr(planning, "_first_seen_cache", _Forgetful())
+    monkeypatch.setenv("CHUNK_ROWS", "10")
+    # 50 rows, so five chunks in five parts; the last ten repeat rows of the first chunk.
+    emails = [f"p{i}@example.com" for i in range(40)] + [f"P{i}@Example.com" for i in range(10)]
+    path = upload_segment(storage, f"{unique}/segment.csv", "Email\n" + "\n".join(emails) + "\n")
+    connection = connection_of(stand_ins, "campaign_monitor")
+    connection["settings"].update(batch_size=5)
+    parts = []
+    monkeypatch.setattr(function_app, "plan_more", lambda task, services: parts.append(task) or
+                        planning.plan_next_part(task, services))
+    report = run_export(emails_only(unique, path), connection)
+
+    assert report["status"] == "succeeded", report["error"]
+    assert len(parts) == 4 and report["chunks"] == 5
+    assert report["destination"]["delivered"] == 40
+    assert report["destination"]["reasons"]["skipped"] == {"duplicate of an earlier row": 10}
+    assert stand_ins.campaign_monitor.active(LIST_ID) == {f"p{i}@example.com" for i in range(40)}
+    assert_accounted(report)
+
+
+def test_a_segment_replaced_between_plan_parts_fails_the_run_and_reports_what_was_sent(
+        app_env, stand_ins, storage, unique, monkeypatch):
+    from shared.engine import planning
+
+    monkeypatch.setenv("CHUNK_ROWS", "10")
+    text = "Email\n" + "\n".join(f"p{i}@example.com" for i in range(30)) + "\n"
+    path = upload_segment(storage, f"{unique}/segment.csv", text)
+
+    def replace_then_plan(task, services):
+        upload_segment(storage, path, text + "late@example.com\n")  # upstream rewrote the file meanwhile
+        return planning.plan_next_part(task, services)
+
+    monkeypatch.setattr(function_app, "plan_more", replace_then_plan)
+    connection = connection_of(stand_ins, "campaign_monitor")
+    connection["settings"].update(batch_size=5)
+    report = run_export(emails_only(unique, path), connection)
+
+    assert report["status"] == "failed", json.dumps(report)
+    assert f"segment {path} changed or was removed while it was read" in report["error"]
+    assert f"the rows before row 11 of {path} were planned and exported" in report["error"]
+    assert report["destination"]["input_rows"] == 10 and report["destination"]["delivered"] == 10
+    assert stand_ins.campaign_monitor.active(LIST_ID) == {f"p{i}@example.com" for i in range(10)}
+    assert_accounted(report)
+
+
+def test_a_running_run_reports_its_progress(app_env, stand_ins, storage, unique, monkeypatch):
+    from shared.engine import progress
+
+    monkeypatch.setenv("CHUNK_ROWS", "10")
+    path = upload_segment(storage, f"{unique}/segment.csv",
+                          "Email\n" + "\n".join(f"p{i}@example.com" for i in range(30)) + "\n")
+    connection = connection_of(stand_ins, "campaign_monitor")
+    connection["settings"].update(batch_size=5, parallel_chunks=1)
+    seen = []
+
+    def on_activity(name, input_, result):  # runs before the orchestrator hears of the chunk
+        if name == "export_chunk" and not seen:
+            seen.append(progress(input_["export"], input_["run_id"], Services.current()))
+
+    report = run_export(emails_only(unique, path), connection, on_activity=on_activity)
+    assert report["status"] == "succeeded"
+    status = seen[0]
+    assert status["status"] == "running" and status["chunks_done"] == 1
+    assert (status["delivered"], status["rejected"], status["skipped"]) == (10, 0, 0)

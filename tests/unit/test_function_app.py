@@ -28,7 +28,7 @@ HTTP_ROUTES = {
     "put_export": ("PUT", "exports/{name}"),
 }
 ORCHESTRATORS = {"export_run", "export_destination"}
-ACTIVITIES = {"plan_run", "export_chunk", "finish_run"}
+ACTIVITIES = {"plan_run", "plan_next_part", "export_chunk", "finish_run"}
 
 
 @pytest.fixture(scope="module")

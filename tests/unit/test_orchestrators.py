@@ -139,3 +139,31 @@ def test_a_destination_orchestration_that_dies_still_ends_with_a_report():
     context = Context({"run_id": "r1"}, results)
     assert drive("export_run", context) == {"status": "failed"}
     assert "the destination's orchestration failed: sub-orchestration failed" in context.calls[-1][2]["error"]
+
+
+def test_chunks_are_sent_while_the_rest_of_the_plan_is_read():
+    parts = iter([{**PLAN, "chunks": 3, "complete": False}, {**PLAN, "chunks": 5, "complete": True}])
+
+    def results(kind, name, input_):
+        return next(parts) if name == "plan_next_part" else {"chunk": input_["chunk"], "failure": None}
+
+    context = Context({**PLAN, "chunks": 1, "complete": False}, results)
+    collected = drive("export_destination", context)
+    assert sorted(r["chunk"] for r in collected) == [0, 1, 2, 3, 4]
+    names = [name if name == "plan_next_part" else input_["chunk"] for _, name, input_ in context.calls]
+    # chunk 0 goes out with the first part; each later part's chunks as soon as it is planned
+    assert names == ["plan_next_part", 0, "plan_next_part", 1, 2, 3, 4]
+    assert context.calls[0][2] == {"export": "vip", "run_id": "r1"}
+
+
+def test_a_plan_part_that_failed_for_good_ends_planning_and_the_planned_chunks_still_go_out():
+    def results(kind, name, input_):
+        if name == "plan_next_part":
+            return RuntimeError("storage unreachable")
+        return {"chunk": input_["chunk"], "failure": None}
+
+    context = Context({**PLAN, "chunks": 2, "complete": False}, results)
+    collected = drive("export_destination", context)
+    assert [r["chunk"] for r in collected] == [0, 1]
+    assert [name for _, name, _ in context.calls].count("plan_next_part") == 1
+    assert all(input_.get("abandon") is None for _, name, input_ in context.calls if name == "export_chunk")

@@ -46,3 +46,16 @@ def test_a_caller_too_far_ahead_waits_for_the_pending_writes():
 
 def _fail() -> None:
     raise OSError("disk on fire")
+
+
+def test_a_compressed_stream_is_inflated_in_bounded_pieces_whatever_its_download_chunks():
+    import zlib
+
+    from shared.state import inflated
+
+    original = b"".join(b'{"EmailAddress":"p%d@example.com","Name":"P"}\n' % i for i in range(200_000))
+    stored = zlib.compress(original, 1)
+    chunks = [stored[i:i + 100_000] for i in range(0, len(stored), 100_000)]
+    pieces = list(inflated(iter(chunks), piece_bytes=1 << 20))
+    assert b"".join(pieces) == original
+    assert max(len(piece) for piece in pieces) <= 1 << 20  # ~14x expansion never lands at once
