@@ -116,5 +116,6 @@ def progress(export: str, run_id: str, services: Services) -> dict[str, Any] | N
     done = list(done)
     return {"run_id": run_id, "export": export, "status": "running", "planned_at": plan["planned_at"],
             "chunks": len(plan["chunks"]), "chunks_done": len(done),
+            "plan_complete": plan.get("complete", True),  # else chunks and input_rows are so far
             "input_rows": sum(c["rows"] for c in plan["chunks"]),
             **{key: sum(r[key] for r in done) for key in ("delivered", "rejected", "skipped")}}
