@@ -169,6 +169,8 @@ def _plan_part(plan: dict[str, Any], connection: Connection, export: Export, ser
             raise PlanError(f"the export's segments hold no data rows (only a header): {', '.join(export.segments)}")
     else:  # kept for the next part, if this process plans it: valid only for the plan written next
         with _cache_lock:
+            while len(_first_seen_cache) >= CACHED_PLANS:  # a run that died leaves its state behind
+                _first_seen_cache.pop(next(iter(_first_seen_cache)))
             _first_seen_cache[key] = (cursor["parts"], first_seen)
 
 
@@ -262,6 +264,7 @@ def _first_seen(key: tuple[str, str], plan: dict[str, Any], connection: Connecti
 # leaves nothing half-updated behind.
 _first_seen_cache: dict[tuple[str, str], tuple[int, FirstSeen]] = {}
 _cache_lock = threading.Lock()
+CACHED_PLANS = 8  # the oldest is forgotten (and rebuilt if its run goes on): ~75 MB each at 10M rows
 
 # A plan is read in parts so that the first chunks are sent while the rest is read: the
 # first part is one chunk, each later one about 1/PARTS of the expected rows. More parts

@@ -1,4 +1,5 @@
-"""Storage writes done in the background by the plan: in order, bounded, and never failing silently."""
+"""Storage writes done in the background by the plan: in order, bounded, and never failing silently;
+compressed batches read back in bounded pieces; large freed buffers returned to the system."""
 
 import threading
 import time
@@ -59,3 +60,12 @@ def test_a_compressed_stream_is_inflated_in_bounded_pieces_whatever_its_download
     pieces = list(inflated(iter(chunks), piece_bytes=1 << 20))
     assert b"".join(pieces) == original
     assert max(len(piece) for piece in pieces) <= 1 << 20  # ~14x expansion never lands at once
+
+
+def test_large_freed_buffers_are_returned_to_the_system_on_glibc():
+    import platform
+
+    from shared.memory import return_large_buffers
+
+    # Linux with glibc here and in the Functions worker; elsewhere the call does nothing.
+    assert return_large_buffers() is (platform.libc_ver()[0] == "glibc")
