@@ -168,10 +168,7 @@ def _plan_part(plan: dict[str, Any], connection: Connection, export: Export, ser
         if not any(s["rows"] for s in plan["segments"]):
             raise PlanError(f"the export's segments hold no data rows (only a header): {', '.join(export.segments)}")
     else:  # kept for the next part, if this process plans it: valid only for the plan written next
-        with _cache_lock:
-            while len(_first_seen_cache) >= CACHED_PLANS:  # a run that died leaves its state behind
-                _first_seen_cache.pop(next(iter(_first_seen_cache)))
-            _first_seen_cache[key] = (cursor["parts"], first_seen)
+        _keep_first_seen(key, cursor["parts"], first_seen)
 
 
 def _read_part(plan: dict[str, Any], connection: Connection, export: Export, services: Services,
@@ -234,6 +231,13 @@ def _next_segment(plan: dict[str, Any]) -> None:
     cursor["segment"] += 1
     if cursor["segment"] < len(plan["segments"]):
         cursor["offset"], cursor["row"] = plan["segments"][cursor["segment"]]["data_start"], 1
+
+
+def _keep_first_seen(key: tuple[str, str], parts: int, first_seen: FirstSeen) -> None:
+    with _cache_lock:
+        while len(_first_seen_cache) >= CACHED_PLANS:  # a run that died leaves its state behind
+            _first_seen_cache.pop(next(iter(_first_seen_cache)))
+        _first_seen_cache[key] = (parts, first_seen)
 
 
 def _first_seen(key: tuple[str, str], plan: dict[str, Any], connection: Connection,
