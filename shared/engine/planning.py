@@ -99,13 +99,17 @@ def plan_next_part(task: dict[str, Any], services: Services) -> dict[str, Any]:
         connection, export = load_definitions(plan, services)
         _plan_part(plan, connection, export, services)
     except (DefinitionError, PlanError, SegmentError) as error:
-        cursor = plan["cursor"]
-        segment = plan["segments"][cursor["segment"]]["path"]
         plan["status"], plan["complete"] = "failed", True
-        plan["error"] = (f"{error}; the rows before row {cursor['row']} of {segment} were planned and exported "
+        plan["error"] = (f"{error}; the rows before {stopped_at(plan)} were planned and exported "
                          "(see the counts), the rest was not read: correct the file and run again")
     services.runs.write_plan(plan)
     return summary(plan)
+
+
+def stopped_at(plan: dict[str, Any]) -> str:
+    """Where the plan's next part starts, for a message: "row N of <segment>"."""
+    cursor = plan["cursor"]
+    return f"row {cursor['row']} of {plan['segments'][cursor['segment']]['path']}"
 
 
 def summary(plan: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +189,7 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
         path, columns = segment["path"], segment["columns"]
         columns_count, key_index = len(segment["header"]), columns[identifier]
         destination = cls(connection, export, columns)  # no credentials: it prepares items, sends nothing
-        chunk = _ChunkWriter(plan, path, cursor["offset"], cursor["row"], batch, services, writes)
+        chunk = _ChunkWriter(plan, path, cursor["offset"], cursor["row"], destination, services, writes)
         blocks = reader.blocks(path, cursor["offset"], segment["bytes"], first_row=cursor["row"],
                                etag=segment["etag"])
         with closing(blocks):  # a part that ends mid-segment stops the segment's download
@@ -206,7 +210,7 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
                     # Keys are remembered only as their rows are taken: the rest of the block
                     # may belong to the next part.
                     firsts = first_seen.first(keys[index:index + take])
-                    chunk.take(block, index, index + take, key_index, keys, firsts, problems, destination)
+                    chunk.take(block, index, index + take, key_index, keys, firsts, problems)
                     index += take
                     if chunk.rows == rows_per_chunk:
                         end = reader.offset_after(block, index)
@@ -217,7 +221,7 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
                             if end >= segment["bytes"]:  # the segment ended with this chunk
                                 _next_segment(plan)
                             return first_seen
-                        chunk = _ChunkWriter(plan, path, end, cursor["row"], batch, services, writes)
+                        chunk = _ChunkWriter(plan, path, end, cursor["row"], destination, services, writes)
         chunk.close(segment["bytes"])
         _next_segment(plan)
         chunks_in_part += 1 if chunk.rows else 0
@@ -293,28 +297,27 @@ MIN_CHUNK_ROWS, MAX_CHUNK_ROWS = 10_000, 100_000
 class _ChunkWriter:
     """Collects one chunk: its sendable rows as encoded batches, the others as counts and reasons."""
 
-    def __init__(self, plan: dict[str, Any], segment: str, start: int, first_row: int, batch_size: int,
+    def __init__(self, plan: dict[str, Any], segment: str, start: int, first_row: int, destination: Destination,
                  services: Services, writes: BackgroundWrites):
         self.plan, self.segment, self.start, self.first_row = plan, segment, start, first_row
-        self.batch_size, self.services, self.writes = batch_size, services, writes
+        self.destination, self.services, self.writes = destination, services, writes
+        self.batch_size = destination.settings["batch_size"]
         self.index = len(plan["chunks"])
         self.rows = self.items = 0
-        self.compressed = destination_class(plan["connection"]["type"]).COMPRESS_PREPARED
+        self.compressed = destination.COMPRESS_PREPARED
         self.batches = services.runs.items_writer(plan["export"]["name"], plan["run_id"], self.index, writes,
                                                   self.compressed)
         self._rows: list[int] = []
         self._keys: list[str] = []
         self._identifiers: list[str] = []
         self._items: list[Any] = []
-        self._destination: Destination | None = None
         self.tally = Tally(segment)
 
     def take(self, block: Block, begin: int, end: int, key_index: int, keys: list[str | None], firsts: list[bool],
-             problems: dict[int, tuple[str, str]], destination: Destination) -> None:
+             problems: dict[int, tuple[str, str]]) -> None:
         """Account rows [begin, end) of `block` (`firsts` says which of them come first): an item
         line for each sendable one."""
-        rows, number = block.rows, block.first_row
-        self._destination = destination
+        rows, number, destination = block.rows, block.first_row, self.destination
         for index in range(begin, end):
             key = keys[index]
             if key is None:
@@ -343,7 +346,7 @@ class _ChunkWriter:
     def _close_batch(self) -> None:
         if self._items:
             self.batches.write(batch_line(self._rows, self._keys, self._identifiers,
-                                          self._destination.encode_batch(self._items)))
+                                          self.destination.encode_batch(self._items)))
             self.items += len(self._items)
             self._rows, self._keys, self._identifiers, self._items = [], [], [], []
 

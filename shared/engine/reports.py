@@ -15,7 +15,7 @@ from typing import Any
 
 from destinations import destination_class
 
-from .planning import now_iso
+from .planning import now_iso, stopped_at
 from .services import Services
 from .tally import REJECTED_HEADER
 
@@ -35,10 +35,9 @@ def finish_run(task: dict[str, Any], services: Services) -> dict[str, Any]:
                 results[index] = checkpoint
     ordered = [results.get(c["index"]) or _not_processed(c, task.get("error")) for c in plan["chunks"]]
     if plan["status"] == "planned" and not plan.get("complete", True):  # its last part failed for good
-        cursor = plan["cursor"]
         plan = {**plan, "status": "failed",
-                "error": f"planning stopped at row {cursor['row']} of {plan['segments'][cursor['segment']]['path']}: "
-                         "the rows before it were exported (see the counts), the rest was not read; run again"}
+                "error": f"planning stopped at {stopped_at(plan)}: the rows before it were exported "
+                         "(see the counts), the rest was not read; run again"}
     destination = _destination_report(plan, ordered, task.get("error"))
     destination["rejected_rows_file"] = runs.merge_rejected(
         export_name, run_id, REJECTED_HEADER, [path for r in ordered for path in r.get("rejected_files", [])])

@@ -257,3 +257,24 @@ def test_a_running_run_reports_its_progress(app_env, stand_ins, storage, unique,
     assert status["status"] == "running" and status["chunks_done"] == 1
     assert status["plan_complete"] in (True, False)  # the plan may still be reading on meanwhile
     assert (status["delivered"], status["rejected"], status["skipped"]) == (10, 0, 0)
+
+
+def test_a_plan_part_that_fails_for_good_still_sends_what_was_planned_and_fails_the_run(
+        app_env, stand_ins, storage, unique, monkeypatch):
+    monkeypatch.setenv("CHUNK_ROWS", "10")
+    path = upload_segment(storage, f"{unique}/segment.csv",
+                          "Email\n" + "\n".join(f"p{i}@example.com" for i in range(30)) + "\n")
+
+    def unreachable(task, services):
+        raise OSError("storage unreachable")
+
+    monkeypatch.setattr(function_app, "plan_more", unreachable)
+    connection = connection_of(stand_ins, "campaign_monitor")
+    connection["settings"].update(batch_size=5)
+    report = run_export(emails_only(unique, path), connection)
+
+    assert report["status"] == "failed"
+    assert report["error"].startswith(f"planning stopped at row 11 of {path}: the rows before it were exported")
+    assert report["destination"]["delivered"] == 10
+    assert stand_ins.campaign_monitor.active(LIST_ID) == {f"p{i}@example.com" for i in range(10)}
+    assert_accounted(report)
