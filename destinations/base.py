@@ -6,9 +6,11 @@ what `shared.config` validates) and a `Destination` subclass with three parts:
 - `identify_all(values)`: the rows' identifiers as the vendor keys them (by default
   normalised, checked emails), a block of rows at a time; also the keys for
   deduplication. None, with a reason, for an invalid one.
-- `item(key, fields)`: the vendor's JSON for one profile. Raises `RowRejected` for a row
-  the vendor would refuse (a field too long, an invalid optional email). The plan
-  encodes each batch of items once, as a JSON array; chunks send it as it is.
+- `items(keys, rows)`: the vendor's JSON text for the profiles of many rows at once (the
+  rows of a block), written column by column: this runs for every row of every segment.
+  None and a reason for a row the vendor would refuse (a field too long, an invalid
+  optional email). The plan joins each batch's items into one JSON array, once; chunks
+  send it as it is. `item(key, fields)` is the same for one row.
 - `send(keys, items)`: one request's worth (a *batch*): the keys and the JSON array of
   the items; returns the vendor's per-item refusals as {index: reason}. Raises a
   `DestinationError` when the batch as a whole fails. A vendor that processes batches
@@ -30,7 +32,8 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import repeat
 from typing import Any, ClassVar
 
 from shared.config import Connection, DestinationSpec, Export
@@ -50,6 +53,7 @@ __all__ = [
     "JSON_STRING",
     "AuthError",
     "Destination",
+    "Template",
     "Pending",
     "DestinationError",
     "FatalError",
@@ -58,9 +62,8 @@ __all__ = [
 ]
 
 
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
-# A string as JSON text, in C: for destinations that write their items' JSON themselves,
-# because the general encoder is slow on nested structures (7 µs an Omnisend contact).
+# A string as JSON text, in C (ASCII, as json.dumps writes it): destinations write their
+# items' JSON themselves, column by column; the general encoder takes ~7 µs a contact.
 JSON_STRING = json.encoder.encode_basestring_ascii
 
 
@@ -102,6 +105,7 @@ class Destination(ABC):
         self.columns = columns  # role ("email", "customer_id", "attribute:<key>") -> field index
         self.attribute_columns = {role.partition(":")[2]: index for role, index in columns.items()
                                   if role.startswith("attribute:")}
+        self._templates: dict[tuple[str, ...], Template] = {}
 
     @staticmethod
     def identify_all(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
@@ -121,12 +125,22 @@ class Destination(ABC):
         return keys[0]
 
     @abstractmethod
-    def item(self, key: str, fields: Sequence[str]) -> Any:
-        """The vendor's representation of one profile; RowRejected if it would be refused."""
+    def items(self, keys: list[str], rows: list[list[str]]) -> tuple[list[str | None], dict[int, str]]:
+        """The items (JSON text) of many rows' profiles: None and {index: reason} where refused.
 
-    def encode_batch(self, items: list[Any]) -> str:
-        """A batch of items as one JSON array, encoded in one call (the plan does this once)."""
-        return _ENCODE(items)
+        Written a column at a time (`attribute_values`, `Template`), not row by row.
+        """
+
+    def item(self, key: str, fields: Sequence[str]) -> str:
+        """One profile's item (see `items`); RowRejected if it would be refused."""
+        items, refused = self.items([key], [list(fields)])
+        if refused:
+            raise RowRejected(refused[0])
+        return items[0]
+
+    def encode_batch(self, items: list[str]) -> str:
+        """A batch of items as one JSON array (the plan does this once per batch)."""
+        return "[" + ",".join(items) + "]"
 
     @abstractmethod
     def send(self, keys: Sequence[str], items: bytes) -> dict[int, str] | Pending:
@@ -155,11 +169,94 @@ class Destination(ABC):
         """Advice for the run report once the destination is done (e.g. audience too small)."""
         return []
 
-    def attributes(self, fields: Sequence[str]) -> dict[str, str]:
-        """The mapped attributes of a row that have a value (empty cells are left out)."""
-        values = {}
-        for key, index in self.attribute_columns.items():
-            value = fields[index].strip()
-            if value:
-                values[key] = value
-        return values
+    def attribute_values(self, rows: list[list[str]]) -> dict[str, list[str]]:
+        """Each mapped attribute's values, trimmed; "" where a row has none (left out of its item)."""
+        return {name: [row[index].strip() for row in rows] for name, index in self.attribute_columns.items()}
+
+    def render(self, fixed: list[list[str]], optional: dict[str, list[str]]) -> list[str | None]:
+        """Items from columns: `fixed` ones already JSON text, `optional` ones as strings ("" where
+        a row has none), through the destination's `template` for each set of present fields."""
+        count = len(fixed[0])
+        encoded = {name: json_column(column) for name, column in optional.items()}
+        items: list[str | None] = [None] * count
+        for present, indices in by_presence(optional, count):
+            template = self._templates.get(present)
+            if template is None:
+                template = self._templates[present] = self.template(present)
+            template.fill(fixed + [encoded[name] for name in present], indices, items)
+        return items
+
+    def template(self, present: tuple[str, ...]) -> Template:
+        """The item of a row with the `present` optional fields, holes in the order `render` fills them:
+        the fixed columns, then the present fields."""
+        raise NotImplementedError(f"{self.SPEC.display_name} does not render items from templates")
+
+
+def too_long(values: dict[str, list[str]], limit: int, reason: str) -> dict[int, str]:
+    """{row index: reason} for rows with a value over `limit` characters; the first column's reason wins."""
+    refused: dict[int, str] = {}
+    for name, column in values.items():
+        if max(map(len, column), default=0) > limit:
+            for index in [index for index, value in enumerate(column) if len(value) > limit]:
+                refused.setdefault(index, reason.format(name=name))
+    return refused
+
+
+def json_column(values: list[str]) -> list[str]:
+    """A column of strings as JSON text."""
+    return list(map(JSON_STRING, values))
+
+
+class Template:
+    """An item's JSON text with holes, filled for many rows at once.
+
+    Built from literal JSON (`text`) and holes (`hole`), each filled from one column of
+    already encoded values: the rows' texts are joined from the literals and the columns
+    in C (`str.join` over `zip`), ~0.4 µs a row where `str.format` took 2 µs. Optional
+    fields (an attribute a row has no value for) are handled by `by_presence`: one
+    template per combination of present fields.
+    """
+
+    def __init__(self) -> None:
+        self._literals = [""]  # the text before each hole, and after the last one
+
+    def text(self, literal: str) -> Template:
+        self._literals[-1] += literal
+        return self
+
+    def hole(self) -> Template:
+        self._literals.append("")
+        return self
+
+    def fill(self, columns: list[list[str]], indices: Sequence[int], out: list[str | None]) -> None:
+        """Write the items of rows `indices` into `out`, from the full-length `columns`."""
+        if len(columns) != len(self._literals) - 1:
+            raise ValueError(f"template has {len(self._literals) - 1} holes, given {len(columns)} columns")
+        if len(indices) != len(out):
+            columns = [[column[index] for index in indices] for column in columns]
+        parts: list[Any] = [repeat(self._literals[0])]
+        for column, literal in zip(columns, self._literals[1:], strict=True):
+            parts += [column, repeat(literal)]
+        texts = map("".join, zip(*parts))  # noqa: B905 - the repeats are endless; the columns end together
+        if len(indices) == len(out):
+            out[:] = texts
+        else:
+            for index, text in zip(indices, texts, strict=True):
+                out[index] = text
+
+
+def by_presence(values: dict[str, list[str]], count: int) -> Iterator[tuple[tuple[str, ...], Sequence[int]]]:
+    """The row indices grouped by which of `values` they have (non-empty), with those names.
+
+    Items are written per group with one template, so an empty attribute is left out
+    without a decision per row; most blocks are one group.
+    """
+    names = list(values)
+    if all(all(column) for column in values.values()):
+        yield tuple(names), range(count)
+        return
+    groups: dict[tuple[bool, ...], list[int]] = {}
+    for index, present in enumerate(zip(*[map(bool, values[name]) for name in names], strict=True)):
+        groups.setdefault(present, []).append(index)
+    for present, indices in groups.items():
+        yield tuple(name for name, has in zip(names, present, strict=True) if has), indices

@@ -15,9 +15,9 @@ from typing import Any
 
 from shared.config import DestinationSpec, Setting
 from shared.http import Response, StaticKey, json_body, vendor_message
-from shared.profiles import email_problem, normalise_email
+from shared.profiles import email_keys
 
-from .base import Destination, RowRejected
+from .base import JSON_STRING, Destination, Template, json_column
 
 # Fields that identify a Braze user: an attribute mapping must not overwrite them.
 _RESERVED = {"external_id", "braze_id", "user_alias", "email", "_update_existing_only"}
@@ -65,17 +65,22 @@ class Braze(Destination):
     def identify_all(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
         return [value.strip() or None for value in values], {}
 
-    def item(self, key: str, fields: Sequence[str]) -> dict[str, Any]:
-        user: dict[str, Any] = {"external_id": key}
-        email = normalise_email(fields[self.columns["email"]])
-        if email:  # a user without email is still a member; an invalid one is refused
-            problem = email_problem(email)
-            if problem:
-                raise RowRejected(problem)
-            user["email"] = email
-        user.update(self.attributes(fields))
-        user[self.target["membership_attribute"]] = True
-        return user
+    def items(self, keys: list[str], rows: list[list[str]]) -> tuple[list[str | None], dict[int, str]]:
+        """Users as JSON text. A user without email is still a member; an invalid email refuses the row."""
+        emails, refused = email_keys([row[self.columns["email"]] for row in rows])
+        membership = self.target["membership_attribute"]
+        optional = {"email": [email or "" for email in emails]}
+        optional.update((name, column) for name, column in self.attribute_values(rows).items() if name != membership)
+        items = self.render([json_column(keys)], optional)
+        for index in refused:
+            items[index] = None
+        return items, refused
+
+    def template(self, present: tuple[str, ...]) -> Template:
+        template = Template().text('{"external_id":').hole()
+        for name in present:  # "email" among them: attributes cannot be named so
+            template.text("," + JSON_STRING(name) + ":").hole()
+        return template.text("," + JSON_STRING(self.target["membership_attribute"]) + ":true}")
 
     def send(self, keys: Sequence[str], items: bytes) -> dict[int, str]:
         body = b'{"attributes":' + items + b"}"

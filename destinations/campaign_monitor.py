@@ -15,9 +15,9 @@ from typing import Any
 
 from shared.config import DestinationSpec, Setting
 from shared.http import RefreshingBearer, Response, StaticKey, TokenSource, json_body, vendor_message
-from shared.profiles import consent_given, normalise_email
+from shared.profiles import consents, normalise_email
 
-from .base import JSON_STRING, Destination, RowRejected
+from .base import JSON_STRING, Destination, Template, json_column, too_long
 
 MAX_FIELD_CHARS = 250  # Campaign Monitor's limit for a custom field value
 CONSENT = ("Yes", "No", "Unchanged")
@@ -56,28 +56,30 @@ class CampaignMonitor(Destination):
             return None
         return "lacks the field api_key (or access_token and refresh_token for OAuth)"
 
-    def item(self, key: str, fields: Sequence[str]) -> str:
-        """The subscriber as JSON text (written directly: see `JSON_STRING`)."""
+    def items(self, keys: list[str], rows: list[list[str]]) -> tuple[list[str | None], dict[int, str]]:
+        """Subscribers as JSON text; a custom field over 250 characters refuses its row."""
+        values = self.attribute_values(rows)
+        names = values.pop("name", None)
         consent_column = self.columns.get("consent")
         if consent_column is None:
-            consent = self.target["consent_to_track"]
+            consent = [JSON_STRING(self.target["consent_to_track"])] * len(rows)
         else:
-            consent = "Yes" if consent_given(fields[consent_column]) else "No"
-        attributes = self.attributes(fields)
-        parts = ['{"EmailAddress":', JSON_STRING(key), ',"Name":', JSON_STRING(attributes.pop("name", "")),
-                 ',"ConsentToTrack":"', consent, '"']
-        custom = []
-        for name, value in attributes.items():
-            if len(value) > MAX_FIELD_CHARS:
-                raise RowRejected(f"custom field {name} longer than {MAX_FIELD_CHARS} characters")
-            custom.append('{"Key":' + JSON_STRING(name) + ',"Value":' + JSON_STRING(value) + "}")
-        if custom:
-            parts += [',"CustomFields":[', ",".join(custom), "]"]
-        parts.append("}")
-        return "".join(parts)
+            consent = ['"Yes"' if given else '"No"' for given in consents([row[consent_column] for row in rows])]
+        fixed = [json_column(keys), json_column(names) if names is not None else ['""'] * len(rows), consent]
+        items = self.render(fixed, values)
+        refused = too_long(values, MAX_FIELD_CHARS, f"custom field {{name}} longer than {MAX_FIELD_CHARS} characters")
+        for index in refused:
+            items[index] = None
+        return items, refused
 
-    def encode_batch(self, items: list[str]) -> str:
-        return "[" + ",".join(items) + "]"
+    def template(self, custom: tuple[str, ...]) -> Template:
+        template = Template().text('{"EmailAddress":').hole().text(',"Name":').hole().text(',"ConsentToTrack":').hole()
+        if custom:
+            template.text(',"CustomFields":[')
+            for number, name in enumerate(custom):
+                template.text(("," if number else "") + '{"Key":' + JSON_STRING(name) + ',"Value":').hole().text("}")
+            template.text("]")
+        return template.text("}")
 
     def send(self, keys: Sequence[str], items: bytes) -> dict[int, str]:
         url = f"{self.settings['api_base']}/subscribers/{self.target['list_id']}/import.json"

@@ -16,9 +16,9 @@ from urllib.parse import urljoin
 
 from shared.config import DestinationSpec, Setting
 from shared.http import FatalError, Response, StaticKey, json_body, vendor_message
-from shared.profiles import consent_given
+from shared.profiles import consents
 
-from .base import JSON_STRING, Destination, Pending
+from .base import JSON_STRING, Destination, Pending, Template, json_column
 
 API_VERSION = "2026-03-15"
 # Matching attribute -> Omnisend contact field; any other attribute becomes a custom property.
@@ -51,26 +51,33 @@ class Omnisend(Destination):
     SPEC = SPEC
     MAX_UNSETTLED = 50
 
-    def item(self, key: str, fields: Sequence[str]) -> str:
-        """The contact as JSON text (written directly: see `JSON_STRING`)."""
+    def items(self, keys: list[str], rows: list[list[str]]) -> tuple[list[str | None], dict[int, str]]:
+        """Contacts as JSON text, `subscribed` only where the consent column says yes."""
         consent = self.columns.get("consent")
-        status = "subscribed" if consent is not None and consent_given(fields[consent]) else "nonSubscribed"
-        parts = ['{"identifiers":[{"type":"email","id":', JSON_STRING(key), ',"channels":{"email":{"status":"',
-                 status, '"}}}],"tags":[', JSON_STRING(self.target["tag"]), "]"]
-        custom = []
-        for name, value in self.attributes(fields).items():
-            field = CONTACT_FIELDS.get(name)
-            if field:
-                parts += [',"', field, '":', JSON_STRING(value)]
-            else:
-                custom.append(JSON_STRING(name) + ":" + JSON_STRING(value))
-        if custom:
-            parts += [',"customProperties":{', ",".join(custom), "}"]
-        parts.append("}")
-        return "".join(parts)
+        if consent is None:
+            status = ['"nonSubscribed"'] * len(rows)
+        else:
+            status = ['"subscribed"' if given else '"nonSubscribed"'
+                      for given in consents([row[consent] for row in rows])]
+        values = self.attribute_values(rows)
+        # Contact fields first, then custom properties: the order of the template's holes.
+        ordered = {name: values[name] for name in sorted(values, key=lambda name: name not in CONTACT_FIELDS)}
+        return self.render([json_column(keys), status], ordered), {}
 
-    def encode_batch(self, items: list[str]) -> str:
-        return "[" + ",".join(items) + "]"
+    def template(self, present: tuple[str, ...]) -> Template:
+        template = Template().text('{"identifiers":[{"type":"email","id":').hole()
+        template.text(',"channels":{"email":{"status":').hole().text("}}}],")
+        template.text('"tags":[' + JSON_STRING(self.target["tag"]) + "]")
+        custom = [name for name in present if name not in CONTACT_FIELDS]
+        for name in present:
+            if name in CONTACT_FIELDS:
+                template.text(f',"{CONTACT_FIELDS[name]}":').hole()
+        if custom:
+            template.text(',"customProperties":{')
+            for number, name in enumerate(custom):
+                template.text(("," if number else "") + JSON_STRING(name) + ":").hole()
+            template.text("}")
+        return template.text("}")
 
     def send(self, keys: Sequence[str], items: bytes) -> Pending:
         body = b'{"method":"POST","endpoint":"contacts","items":' + items + b"}"

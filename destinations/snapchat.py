@@ -66,8 +66,8 @@ class Snapchat(Destination):
                 keys.append(sha256_hex(email))
         return keys, reasons
 
-    def item(self, key: str, fields: Sequence[str]) -> str:
-        return key  # the hash itself: a batch of 50,000 holds no other object per row
+    def items(self, keys: list[str], rows: list[list[str]]) -> tuple[list[str | None], dict[int, str]]:
+        return list(keys), {}  # the hashes themselves: a batch of 50,000 holds no other object per row
 
     def encode_batch(self, items: list[str]) -> str:
         return '[["' + '"],["'.join(items) + '"]]'  # hex digests need no escaping

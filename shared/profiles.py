@@ -11,6 +11,7 @@ import re
 
 __all__ = [
     "consent_given",
+    "consents",
     "email_keys",
     "email_problem",
     "is_sha256_hex",
@@ -91,3 +92,8 @@ def sha256_hex(normalised: str) -> str:
 def consent_given(value: str) -> bool:
     """True only for an explicit yes in a consent column; anything else (empty included) is no."""
     return value.strip().lower() in _CONSENT_YES
+
+
+def consents(values: list[str]) -> list[bool]:
+    """`consent_given` for a column of values."""
+    return [value.strip().lower() in _CONSENT_YES for value in values]

@@ -18,7 +18,7 @@ from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any
 
-from destinations import SPECS, Destination, RowRejected, destination_class
+from destinations import SPECS, Destination, destination_class
 
 from ..config import Connection, DefinitionError, Export, parse_connection, parse_export
 from ..segments import Block, SegmentError, resolve_columns
@@ -315,40 +315,48 @@ class _ChunkWriter:
 
     def take(self, block: Block, begin: int, end: int, key_index: int, keys: list[str | None], firsts: list[bool],
              problems: dict[int, tuple[str, str]]) -> None:
-        """Account rows [begin, end) of `block` (`firsts` says which of them come first): an item
-        line for each sendable one."""
-        rows, number, destination = block.rows, block.first_row, self.destination
-        for index in range(begin, end):
-            key = keys[index]
-            if key is None:
-                kind, reason = problems[index]
-                if kind == "skipped":
-                    self.tally.skip(reason)
-                else:
-                    self.tally.reject(number + index, _raw(rows[index], key_index), reason, "export")
-            elif not firsts[index - begin]:
-                self.tally.skip("duplicate of an earlier row")
-            else:
-                fields = rows[index]
-                try:
-                    item = destination.item(key, fields)
-                except RowRejected as refusal:  # a field the vendor would refuse
-                    self.tally.reject(number + index, fields[key_index], refusal.reason, "export")
-                    continue
-                self._rows.append(number + index)
-                self._keys.append(key)
-                self._identifiers.append(fields[key_index])
-                self._items.append(item)
-                if len(self._items) == self.batch_size:
-                    self._close_batch()
+        """Account rows [begin, end) of `block` (`firsts` says which of them come first), their
+        items made a column at a time; the batches that fill up are written."""
+        rows, number = block.rows, block.first_row
+        sendable = [index for index, first in zip(range(begin, end), firsts, strict=True) if first]
+        rejected = []  # (row number, identifier, reason): written in row order
+        if len(sendable) < end - begin:
+            duplicates = end - begin - len(sendable)
+            for index, (kind, reason) in problems.items():
+                if begin <= index < end:
+                    duplicates -= 1
+                    if kind == "skipped":
+                        self.tally.skip(reason)
+                    else:
+                        rejected.append((number + index, _raw(rows[index], key_index), reason))
+            if duplicates:
+                self.tally.skip("duplicate of an earlier row", duplicates)
+        if sendable:
+            items, refused = self.destination.items([keys[index] for index in sendable],
+                                                    [rows[index] for index in sendable])
+            if refused:  # a field the vendor would refuse
+                rejected += [(number + sendable[at], rows[sendable[at]][key_index], reason)
+                             for at, reason in refused.items()]
+                kept = [at for at in range(len(sendable)) if at not in refused]
+                sendable, items = [sendable[at] for at in kept], [items[at] for at in kept]
+            self._rows += [number + index for index in sendable]
+            self._keys += [keys[index] for index in sendable]
+            self._identifiers += [rows[index][key_index] for index in sendable]
+            self._items += items
+            while len(self._items) >= self.batch_size:
+                self._close_batch(self.batch_size)
+        for row, identifier, reason in sorted(rejected):
+            self.tally.reject(row, identifier, reason, "export")
         self.rows += end - begin
 
-    def _close_batch(self) -> None:
-        if self._items:
-            self.batches.write(batch_line(self._rows, self._keys, self._identifiers,
-                                          self.destination.encode_batch(self._items)))
-            self.items += len(self._items)
-            self._rows, self._keys, self._identifiers, self._items = [], [], [], []
+    def _close_batch(self, size: int | None = None) -> None:
+        """Write the first `size` items waiting (all of them by default) as one batch."""
+        size = len(self._items) if size is None else size
+        if size:
+            self.batches.write(batch_line(self._rows[:size], self._keys[:size], self._identifiers[:size],
+                                          self.destination.encode_batch(self._items[:size])))
+            self.items += size
+            del self._rows[:size], self._keys[:size], self._identifiers[:size], self._items[:size]
 
     def close(self, end: int) -> None:
         self._close_batch()

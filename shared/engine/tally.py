@@ -39,8 +39,8 @@ class Tally:
         self.rejected[reason] += 1
         self._writer.writerow((self.segment, row, identifier, reason, refused_by))
 
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] += 1
+    def skip(self, reason: str, count: int = 1) -> None:
+        self.skipped[reason] += count
 
     @property
     def rejected_csv(self) -> str:
