@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from shared.config import DestinationSpec, Setting
 from shared.http import RefreshingBearer, Response, json_body, vendor_message
-from shared.profiles import email_keys, is_sha256_hex, sha256_hex
+from shared.profiles import email_keys, is_sha256_hex, sha256_hexes
 
 from .base import Destination, FatalError
 
@@ -53,17 +53,12 @@ class Snapchat(Destination):
     @staticmethod
     def identify_all(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
         emails, reasons = email_keys(values)
-        keys = []
-        for index, email in enumerate(emails):
-            if email is None:
-                hashed = values[index].strip().lower()
-                if is_sha256_hex(hashed):  # already hashed upstream: never hash twice
-                    reasons.pop(index, None)
-                    keys.append(hashed)
-                else:
-                    keys.append(None)
-            else:
-                keys.append(sha256_hex(email))
+        keys = sha256_hexes(emails)
+        for index in [index for index, email in enumerate(emails) if email is None]:
+            hashed = values[index].strip().lower()
+            if is_sha256_hex(hashed):  # already hashed upstream: never hash twice
+                reasons.pop(index, None)
+                keys[index] = hashed
         return keys, reasons
 
     def items(self, keys: list[str], rows: list[list[str]]) -> tuple[list[str | None], dict[int, str]]:

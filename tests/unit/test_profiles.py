@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from shared.profiles import consent_given, email_problem, is_sha256_hex, normalise_email, sha256_hex
+from shared.profiles import consent_given, email_problem, is_sha256_hex, normalise_email, sha256_hex, sha256_hexes
 
 
 def test_normalising_trims_and_lowercases():
@@ -39,6 +39,11 @@ def test_invalid_addresses_get_a_groupable_reason(email, reason):
 
 def test_hash_is_lowercase_hex_sha256_of_the_normalised_value():
     assert sha256_hex("ana@example.com") == hashlib.sha256(b"ana@example.com").hexdigest()
+
+
+def test_a_block_of_emails_hashes_as_each_alone_and_blanks_stay_blank():
+    emails = ["ana@example.com", None, "zoë@example.com", "b@x.pt"]
+    assert sha256_hexes(emails) == [hashlib.sha256(e.encode()).hexdigest() if e else None for e in emails]
 
 
 def test_an_already_hashed_value_is_never_hashed_twice():
