@@ -111,10 +111,11 @@ class OmnisendStandIn(StandIn):
             return _invalid("items", f"items must hold 1 to {self.max_batch} entries")
         processed = items[:len(items) // 2] if self.stop_batches else items
         responses, errors = [], []
+        prefix = _id_prefix()
         with self.lock:
             for contact in processed:
                 detail, answer = self._upsert(contact)
-                item = {"itemID": _object_id(), "request": contact, "status": "finished"}
+                item = {"itemID": _object_id(prefix), "request": contact, "status": "finished"}
                 if detail:
                     errors.append({**item, "responseCode": 400, "response": _problem(400, "Bad Request", detail).body})
                 else:
@@ -186,9 +187,10 @@ class OmnisendStandIn(StandIn):
         """Apply one contact: (None, the contact answer), or (why it was refused, {}). Holds the lock."""
         if not isinstance(contact, dict) or not isinstance(contact.get("identifiers"), list):
             return "identifiers are required", {}
-        identifier = next((entry for entry in contact["identifiers"]
-                           if isinstance(entry, dict) and entry.get("type") == "email"), None)
-        if identifier is None:
+        for identifier in contact["identifiers"]:
+            if isinstance(identifier, dict) and identifier.get("type") == "email":
+                break
+        else:
             return "an email identifier is required", {}
         email = identifier.get("id")
         if not email_is_valid(email) or email.lower() in self.refuse_emails:
@@ -201,15 +203,19 @@ class OmnisendStandIn(StandIn):
             return "tags must be a list of non-empty strings", {}
         if not isinstance(properties, dict):
             return "customProperties must be an object", {}
-        stored = self.contacts.get(email.lower())
+        key = email.lower()
+        stored = self.contacts.get(key)
         if stored is None:
-            stored = self.contacts[email.lower()] = {"contactID": _object_id(), "tags": set()}
-        stored.update({name: contact[name] for name in FIELDS if contact.get(name) is not None})
+            stored = self.contacts[key] = {"contactID": _object_id(), "tags": set()}
+        for name in FIELDS:
+            value = contact.get(name)
+            if value is not None:
+                stored[name] = value
         stored["status"] = status
         stored["tags"].update(tags)
         if properties:
             stored["customProperties"] = {**stored.get("customProperties", {}), **properties}
-        return None, {"contactID": stored["contactID"], "email": email.lower()}
+        return None, {"contactID": stored["contactID"], "email": key}
 
     # -- tags ------------------------------------------------------------------------------
 
@@ -265,10 +271,15 @@ _PROCESS_ID = secrets.token_hex(5)
 _COUNTER = itertools.count(secrets.randbelow(1 << 24))
 
 
-def _object_id() -> str:
+def _object_id(prefix: str | None = None) -> str:
     """A 24-hex-digit id shaped like Omnisend's (MongoDB ObjectIds: seconds, process, counter).
 
     Unique and cheap: the stand-in makes two per contact, and drawing them from the
-    system's random source cost more than the rest of an upsert.
+    system's random source cost more than the rest of an upsert. A batch passes the
+    `_id_prefix` it took once for all its items.
     """
-    return f"{int(time.time()):08x}{_PROCESS_ID}{next(_COUNTER) & 0xFFFFFF:06x}"
+    return f"{prefix or _id_prefix()}{next(_COUNTER) & 0xFFFFFF:06x}"
+
+
+def _id_prefix() -> str:
+    return f"{int(time.time()):08x}{_PROCESS_ID}"
