@@ -190,6 +190,7 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
         columns_count, key_index = len(segment["header"]), columns[identifier]
         destination = cls(connection, export, columns)  # no credentials: it prepares items, sends nothing
         chunk = _ChunkWriter(plan, path, cursor["offset"], cursor["row"], destination, services, writes)
+        limit = None  # the rows of the chunk being filled, decided once the first block tells the row size
         blocks = reader.blocks(path, cursor["offset"], segment["bytes"], first_row=cursor["row"],
                                etag=segment["etag"])
         with closing(blocks):  # a part that ends mid-segment stops the segment's download
@@ -202,17 +203,18 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
                     first_seen = FirstSeen(int(expected))
                 if part_chunks is None:
                     part_chunks = max(1, math.ceil(cursor["expected_rows"] / PARTS / cursor["rows_per_chunk"]))
-                rows_per_chunk = cursor["rows_per_chunk"]
+                if limit is None:
+                    limit = _chunk_rows(plan, chunk.start, services.settings.chunk_rows is not None, batch)
                 keys, problems = classify_block(block, columns_count, key_index, identifier, cls)
                 index = 0
                 while index < len(block.rows):
-                    take = min(len(block.rows) - index, rows_per_chunk - chunk.rows)
+                    take = min(len(block.rows) - index, limit - chunk.rows)
                     # Keys are remembered only as their rows are taken: the rest of the block
                     # may belong to the next part.
                     firsts = first_seen.first(keys[index:index + take])
                     chunk.take(block, index, index + take, key_index, keys, firsts, problems)
                     index += take
-                    if chunk.rows == rows_per_chunk:
+                    if chunk.rows == limit:
                         end = reader.offset_after(block, index)
                         chunk.close(end)
                         cursor["offset"], cursor["row"] = end, block.first_row + index
@@ -222,6 +224,7 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
                                 _next_segment(plan)
                             return first_seen
                         chunk = _ChunkWriter(plan, path, end, cursor["row"], destination, services, writes)
+                        limit = _chunk_rows(plan, end, services.settings.chunk_rows is not None, batch)
         chunk.close(segment["bytes"])
         _next_segment(plan)
         chunks_in_part += 1 if chunk.rows else 0
@@ -287,6 +290,28 @@ def _rows_per_chunk(configured: int | None, batch: int, width: int, estimated_ro
     is ever partly filled."""
     rows = configured or min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, math.ceil(estimated_rows / width)))
     return max(batch, math.ceil(rows / batch) * batch)
+
+
+def _chunk_rows(plan: dict[str, Any], start: int, configured: bool, batch: int) -> int:
+    """Rows of the chunk that starts at byte `start` of the cursor's segment.
+
+    `rows_per_chunk`, but near the end of the segments a quarter of the rows left (whole
+    batches, at least a quarter of `rows_per_chunk`): each chunk sends at its 1/width
+    share of the rate limit, so the chunks planned last are what the run waits for once
+    the plan is read; smaller, they end about when the ones before them do. A chunk size
+    set in the settings (CHUNK_ROWS) is kept as it is.
+    """
+    cursor = plan["cursor"]
+    full = cursor["rows_per_chunk"]
+    if configured or not cursor["expected_rows"]:
+        return full
+    segments = plan["segments"]
+    left = segments[cursor["segment"]]["bytes"] - start + sum(
+        segment["bytes"] - segment["data_start"] for segment in segments[cursor["segment"] + 1:])
+    data_bytes = sum(segment["bytes"] - segment["data_start"] for segment in segments)
+    rows_left = left * cursor["expected_rows"] / max(1, data_bytes)
+    quarter, least = math.ceil(rows_left / 4 / batch) * batch, math.ceil(full / 4 / batch) * batch
+    return max(batch, least, min(full, quarter))
 
 
 # Bounds of automatic chunk sizes: a chunk activity has a fixed cost (a dozen blob
