@@ -48,6 +48,15 @@ class _Headers(dict):
         return super().get(name.lower(), default)
 
 
+class _Server(ThreadingHTTPServer):
+    # A vendor's servers take bursts of new connections. With socketserver's backlog of 5,
+    # a burst (a fan-out of 32 chunks with requests in flight) overflowed the accept queue:
+    # the kernel dropped the SYN and the client's kernel sent it again a second later, so
+    # a request that had left before a throttle window arrived inside it.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 def _parse_request(handler: BaseHTTPRequestHandler) -> bool:
     """`BaseHTTPRequestHandler.parse_request` with the headers read directly.
 
@@ -186,6 +195,7 @@ class StandIn:
         self.grace_s = 0.25
         self.requests_in_throttle_window = 0
         self.throttle_window_arrivals: list[tuple[float, float]] = []
+        self.in_progress = self.peak_in_progress = 0  # vendor requests being answered at once
         self._random = random.Random(self.faults.seed)
         self._routes: list[Route] = [
             (method, re.compile(pattern), handler) for method, pattern, handler in self.routes()]
@@ -238,8 +248,7 @@ class StandIn:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), Handler)
         if self.tls:
             self._serve_tls(self._server)
         # A short poll interval lets stop() return at once instead of after half a second.
@@ -304,9 +313,16 @@ class StandIn:
         if request.path.startswith("/__sandbox__/"):
             self._write(handler, self._control(request))
             return
-        response, drop = self._answer(request, handler.arrived_at)
-        if self.latency_s:
-            time.sleep(self.latency_s)
+        with self.lock:
+            self.in_progress += 1
+            self.peak_in_progress = max(self.peak_in_progress, self.in_progress)
+        try:
+            response, drop = self._answer(request, handler.arrived_at)
+            if self.latency_s:
+                time.sleep(self.latency_s)
+        finally:
+            with self.lock:
+                self.in_progress -= 1
         if drop:
             handler.close_connection = True
             try:
@@ -420,6 +436,7 @@ class StandIn:
                 self.requests_in_throttle_window = 0
                 self.throttle_window_arrivals.clear()
                 self.throttled_until = self.announced_at = 0.0
+                self.peak_in_progress = 0
             return Response(204)
         return Response(404, {"message": "unknown sandbox control"})
 

@@ -184,6 +184,8 @@ class DestinationSpec:
                     default=self.default_width, minimum=1, maximum=64),
             Setting("timeout_s", "seconds to wait for the vendor's answer before retrying", kind=(int, float),
                     default=60, minimum=1, maximum=600),
+            Setting("requests_in_flight", "requests each chunk activity has in flight at once", kind=int,
+                    default=2, minimum=1, maximum=8),
         )
 
 

@@ -23,15 +23,16 @@ the last interval: upserts that change nothing.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from destinations import Destination, DestinationError, destination_class
 from destinations.base import Pending
 
-from ..config import Connection
-from ..http import HttpClient, pacer_for, transport_for
+from ..config import Connection, Export
+from ..http import HttpClient, Pacer, pacer_for, transport_for
 from ..secrets import SecretError
 from .planning import load_definitions, now_iso
 from .services import Services
@@ -65,28 +66,25 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
     sender = _Sender(cls, tally, lambda record: runs.append_progress(export_name, run_id, index, record),
                      services.settings.progress_interval_s)
     sender.failure = task.get("abandon")
-    http = None
+    pacer = None
     if sender.failure is None and prepared["items"]:
-        try:
-            http = _client(cls, connection, plan["width"])
-            credentials = services.secrets.get(connection.secret_name)
-            problem = cls.credentials_problem(credentials)
-            if problem:
-                raise SecretError(f"secret {connection.secret_name!r} {problem}")
-            sender.destination = cls(connection, export, segment["columns"], credentials, http)
-            sender.http = http
-        except SecretError as error:
-            sender.failure = f"{cls.SPEC.display_name}: {error}"
+        pacer = pacer_for(connection.name, float(connection.settings["requests_per_second"]))
+        pacer.join(1 / plan["width"])  # this activity's share of the connection's rate limit
     try:
-        for line in items:
-            batch = PreparedBatch(line)
-            if batch.last_row > resume_after:  # progress is recorded at batch ends: batches are whole
-                sender.send(batch)
-        sender.settle()
+        if pacer is not None:
+            try:
+                sender.destinations = _destinations(cls, connection, export, segment["columns"], services, pacer)
+            except SecretError as error:
+                sender.failure = f"{cls.SPEC.display_name}: {error}"
+        with sender:
+            for line in items:
+                batch = PreparedBatch(line)
+                if batch.last_row > resume_after:  # progress is recorded at batch ends: batches are whole
+                    sender.send(batch)
     finally:
-        if http is not None:
-            http.pacer.leave(1 / plan["width"])
-    stats = http.stats.as_dict() if http else {}
+        if pacer is not None:
+            pacer.leave(1 / plan["width"])
+    stats = sender.stats()
     requests = {key: tally.requests.get(key, 0) + stats.get(key, 0) for key in set(tally.requests) | set(stats)}
     result = {
         "chunk": index, "segment": chunk["segment"], "rows": tally.rows, "delivered": tally.delivered,
@@ -104,15 +102,29 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
     return result
 
 
-def _client(cls: type[Destination], connection: Connection, width: int) -> HttpClient:
-    pacer = pacer_for(connection.name, float(connection.settings["requests_per_second"]))
-    pacer.join(1 / width)  # this activity's share of the connection's rate limit
-    return HttpClient(cls.SPEC.display_name, pacer, transport_for(connection.name),
-                      timeout=float(connection.settings["timeout_s"]), describe=cls.describe)
+def _destinations(cls: type[Destination], connection: Connection, export: Export, columns: dict[str, int],
+                  services: Services, pacer: Pacer) -> list[Destination]:
+    """One destination, with its own client, per request in flight: each is used by one thread at a time."""
+    credentials = services.secrets.get(connection.secret_name)
+    problem = cls.credentials_problem(credentials)
+    if problem:
+        raise SecretError(f"secret {connection.secret_name!r} {problem}")
+    return [cls(connection, export, columns, credentials,
+                HttpClient(cls.SPEC.display_name, pacer, transport_for(connection.name),
+                           timeout=float(connection.settings["timeout_s"]), describe=cls.describe))
+            for _ in range(connection.settings["requests_in_flight"])]
 
 
 class _Sender:
-    """Sends prepared batches; after a failure, accounts the rest as not sent."""
+    """Sends prepared batches, several in flight; accounts them in order; after a failure,
+    accounts the rest as not sent.
+
+    With one request at a time, a chunk sends at most one batch per round trip: at
+    100-200 ms, less than its share of a limit of 10 or more requests a second. The
+    requests in flight share the chunk's pacer, so the limit holds whatever their number.
+    Their outcomes are taken in the order they were sent, so a progress record still
+    covers every row before its last one.
+    """
 
     def __init__(self, cls: type[Destination], tally: Tally, confirm: Callable[[dict[str, Any]], None],
                  interval_s: float):
@@ -120,29 +132,72 @@ class _Sender:
         self.tally = tally
         self.confirm = confirm  # stores a progress record once the vendor confirmed batches
         self.interval_s = interval_s
-        self.destination: Destination | None = None
-        self.http: HttpClient | None = None
+        self.destinations: list[Destination] = []  # one per request in flight
         self.failure: str | None = None
+        self._in_flight: deque[tuple[PreparedBatch, Future]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
+        self._sent = 0
         self._unsettled: list[tuple[PreparedBatch, Pending]] = []
         self._reported: Counter = Counter()
         self._recorded_at = time.monotonic()
 
+    def __enter__(self) -> _Sender:
+        return self
+
+    def __exit__(self, *failure: object) -> None:
+        """Take every outcome still in flight and settle what the vendor processes later."""
+        try:
+            if failure[0] is None:
+                self._land_all()
+                self.settle()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+
     def send(self, batch: PreparedBatch) -> None:
-        """Send one prepared batch; account its rows."""
-        self.tally.rows += batch.count
+        """Send one prepared batch (once one of those in flight has landed, if all are busy).
+
+        A batch's rows are accounted when its outcome is: a progress record then never
+        counts a row after the batch it was written for.
+        """
+        if self.failure is None and len(self._in_flight) >= len(self.destinations):
+            self._land(*self._in_flight.popleft())
         if self.failure is not None:
+            self._land_all()  # those were sent: their outcomes count
+            self.tally.rows += batch.count
             self._reject(batch, f"not sent: {self.failure}")
             return
+        if len(self._unsettled) >= self.destinations[0].MAX_UNSETTLED > 0:
+            self._land_all()
+            self.settle()
+        destination = self.destinations[self._sent % len(self.destinations)]
+        self._sent += 1
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(len(self.destinations), thread_name_prefix=f"send-{self.vendor}")
+        self._in_flight.append((batch, self._pool.submit(destination.send, batch.keys, batch.items)))
+
+    def stats(self) -> dict[str, Any]:
+        """The request statistics of all this chunk's clients."""
+        total: Counter = Counter()
+        for destination in self.destinations:
+            total.update(destination.http.stats.as_dict())
+        return dict(total)
+
+    def _land_all(self) -> None:
+        while self._in_flight:
+            self._land(*self._in_flight.popleft())
+
+    def _land(self, batch: PreparedBatch, sent: Future) -> None:
+        """Account the outcome of a batch sent earlier (a batch in flight when another failed included)."""
+        self.tally.rows += batch.count
         try:
-            outcome = self.destination.send(batch.keys, batch.items)
+            outcome = sent.result()
         except DestinationError as error:
-            self.failure = str(error)
-            self._reject(batch, self.failure)
+            self.failure = self.failure or str(error)
+            self._reject(batch, str(error))
             return
         if isinstance(outcome, Pending):
             self._unsettled.append((batch, outcome))
-            if len(self._unsettled) >= self.destination.MAX_UNSETTLED:
-                self.settle()
             return
         self._account(batch, outcome)
         self._record(batch.last_row)
@@ -152,7 +207,7 @@ class _Sender:
         delay, waited = SETTLE_FIRST_S, 0.0
         while self._unsettled:
             try:
-                outcomes = self.destination.settle([pending for _, pending in self._unsettled])
+                outcomes = self.destinations[0].settle([pending for _, pending in self._unsettled])
             except DestinationError as error:
                 self.failure = str(error)
                 for batch, _ in self._unsettled:
@@ -191,7 +246,7 @@ class _Sender:
 
     def _record(self, through: int) -> None:
         if time.monotonic() - self._recorded_at >= self.interval_s:
-            stats = Counter(self.http.stats.as_dict())
+            stats = Counter(self.stats())
             self.confirm(self.tally.record(through, dict(stats - self._reported)))
             self._reported = stats
             self._recorded_at = time.monotonic()
