@@ -7,6 +7,7 @@ means the same thing for deduplication, for the vendor and for the run report.
 from __future__ import annotations
 
 import re
+from itertools import repeat
 
 try:  # CPython's own SHA-256: twice as fast as OpenSSL's for an address (no context set up per call)
     from _sha256 import sha256 as _sha256
@@ -35,6 +36,8 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _TLD = r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
 # The lookaheads hold the length rules (local part at most 64, whole address at most 254).
 _EMAIL = re.compile(rf"(?=[^@]{{1,64}}@)(?=.{{1,254}}$){_LOCAL}@(?:{_LABEL}\.)+{_TLD}")
+# The same syntax for the lines of a block, once `email_keys` has checked the lengths.
+_EMAIL_LINES = re.compile(rf"^{_LOCAL}@(?:{_LABEL}\.)+{_TLD}$", re.MULTILINE)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CONSENT_YES = frozenset({"yes", "y", "true", "1", "subscribed", "opt-in", "opted-in", "opted in", "consented"})
 
@@ -74,12 +77,21 @@ def email_problem(email: str) -> str | None:
 def email_keys(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
     """Normalised emails of a block of raw values: None for a blank or invalid one.
 
-    Returns (emails, {index: reason} for the invalid ones). Works on whole lists with
-    C-level map and comprehension steps: this runs once per row of every segment.
+    Returns (emails, {index: reason} for the invalid ones). This runs once per row of
+    every segment, so the block is checked in one regular-expression pass over its lines
+    (`_EMAIL_LINES` removes every valid line; what is left is invalid), with the length
+    rules checked in C beforehand: a call and a match object per address, and the
+    length lookaheads scanning each address twice, were most of the cost.
     """
     emails = [value.strip().lower() for value in values]
-    matches = list(map(_EMAIL.fullmatch, emails))
-    keys = [email if match else None for email, match in zip(emails, matches, strict=True)]
+    joined = "\n".join(emails)
+    longest = max(map(len, emails), default=0)  # at most 64: no local part can be longer
+    if (joined.count("\n") == len(emails) - 1 and longest <= 254
+            and (longest <= 64 or max(map(str.find, emails, repeat("@"))) <= 64)):
+        left = _EMAIL_LINES.sub("", joined).split("\n")
+        keys = [email if email and not rest else None for email, rest in zip(emails, left, strict=True)]
+    else:  # an address holding a line break, or too long: one at a time
+        keys = [email if _EMAIL.fullmatch(email) else None for email in emails]
     reasons = {index: email_problem(emails[index]) for index, key in enumerate(keys)
                if key is None and emails[index]}
     return keys, reasons

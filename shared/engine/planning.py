@@ -182,6 +182,7 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
     cls = destination_class(connection.type)
     identifier = cls.SPEC.identifier
     batch, width = connection.settings["batch_size"], connection.settings["parallel_chunks"]
+    full_only = services.settings.chunk_rows is not None or width == 1  # see _chunk_rows
     reader, cursor = services.storage.segments, plan["cursor"]
     chunks_in_part, part_chunks = 0, 1 if cursor["parts"] == 0 else None
     while cursor["segment"] < len(plan["segments"]):
@@ -204,7 +205,7 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
                 if part_chunks is None:
                     part_chunks = max(1, math.ceil(cursor["expected_rows"] / PARTS / cursor["rows_per_chunk"]))
                 if limit is None:
-                    limit = _chunk_rows(plan, chunk.start, services.settings.chunk_rows is not None, batch)
+                    limit = _chunk_rows(plan, chunk.start, full_only, batch)
                 keys, problems = classify_block(block, columns_count, key_index, identifier, cls)
                 index = 0
                 while index < len(block.rows):
@@ -224,7 +225,7 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
                                 _next_segment(plan)
                             return first_seen
                         chunk = _ChunkWriter(plan, path, end, cursor["row"], destination, services, writes)
-                        limit = _chunk_rows(plan, end, services.settings.chunk_rows is not None, batch)
+                        limit = _chunk_rows(plan, end, full_only, batch)
         chunk.close(segment["bytes"])
         _next_segment(plan)
         chunks_in_part += 1 if chunk.rows else 0
@@ -292,18 +293,19 @@ def _rows_per_chunk(configured: int | None, batch: int, width: int, estimated_ro
     return max(batch, math.ceil(rows / batch) * batch)
 
 
-def _chunk_rows(plan: dict[str, Any], start: int, configured: bool, batch: int) -> int:
+def _chunk_rows(plan: dict[str, Any], start: int, full_only: bool, batch: int) -> int:
     """Rows of the chunk that starts at byte `start` of the cursor's segment.
 
     `rows_per_chunk`, but near the end of the segments a quarter of the rows left (whole
     batches, at least a quarter of `rows_per_chunk`): each chunk sends at its 1/width
     share of the rate limit, so the chunks planned last are what the run waits for once
-    the plan is read; smaller, they end about when the ones before them do. A chunk size
-    set in the settings (CHUNK_ROWS) is kept as it is.
+    the plan is read; smaller, they end about when the ones before them do. `full_only`:
+    every chunk full, for a chunk size set in the settings (CHUNK_ROWS) and for one chunk
+    at a time, where smaller chunks would only add each one's fixed cost.
     """
     cursor = plan["cursor"]
     full = cursor["rows_per_chunk"]
-    if configured or not cursor["expected_rows"]:
+    if full_only or not cursor["expected_rows"]:
         return full
     segments = plan["segments"]
     left = segments[cursor["segment"]]["bytes"] - start + sum(

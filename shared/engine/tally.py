@@ -10,7 +10,7 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 __all__ = ["REJECTED_HEADER", "PreparedBatch", "Tally", "batch_line"]
@@ -167,6 +167,9 @@ class _Split(Sequence):
 
     def __len__(self) -> int:
         return self._batch.count
+
+    def __iter__(self) -> Iterator[str]:  # Sequence's default asks for each item by index
+        return iter(self._values())
 
 
 def _plain(joined: str, count: int) -> bool:

@@ -4,7 +4,15 @@ import hashlib
 
 import pytest
 
-from shared.profiles import consent_given, email_problem, is_sha256_hex, normalise_email, sha256_hex, sha256_hexes
+from shared.profiles import (
+    consent_given,
+    email_keys,
+    email_problem,
+    is_sha256_hex,
+    normalise_email,
+    sha256_hex,
+    sha256_hexes,
+)
 
 
 def test_normalising_trims_and_lowercases():
@@ -35,6 +43,25 @@ def test_common_addresses_are_valid(email):
 ])
 def test_invalid_addresses_get_a_groupable_reason(email, reason):
     assert email_problem(email) == reason
+
+
+TRICKY = ["ana@example.com", " Ana@Example.COM ", "", "   ", "ana.example.com", "ana@@example.com", "a b@example.com",
+          "ana@example", "josé@example.com", "x@sub.domain.co.uk", "a" * 64 + "@example.com",
+          "ana@exa\rmple.com", ".ana@example.com", "ana@-example.com", "a@" + "b" * 246 + ".com", "o'brien@example.ie"]
+LONG = ["a" * 65 + "@example.com", "a@" + "b" * 250 + ".com"]
+
+
+@pytest.mark.parametrize("extra", [[], ["ana\n@example.com"], LONG[:1], LONG[1:]],
+                         ids=["lines", "newline", "long-local", "long-address"])
+def test_a_block_of_addresses_is_checked_as_each_one_alone(extra):
+    """The block check (one pass over the lines) and its fallbacks agree with the check of one address."""
+    values = TRICKY + extra
+    keys, reasons = email_keys(values)
+    for index, value in enumerate(values):
+        email = normalise_email(value)
+        problem = email_problem(email) if email else None
+        assert keys[index] == (email if email and problem is None else None), value
+        assert reasons.get(index) == problem, value
 
 
 def test_hash_is_lowercase_hex_sha256_of_the_normalised_value():
