@@ -23,6 +23,7 @@ from shared.http import (
     Transport,
     announced_wait,
 )
+from shared.http.pacing import HEADROOM
 
 
 class Scripted(StandIn):
@@ -153,7 +154,7 @@ def test_the_pacer_spaces_requests_at_its_rate():
     pacer = Pacer(10, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
     for _ in range(21):
         pacer.acquire()
-    assert now[0] == pytest.approx(2.0 / 0.99)  # 1% under the limit
+    assert now[0] == pytest.approx(2.0 / HEADROOM)  # under the limit
 
 
 def test_a_throttle_window_holds_every_sender_of_the_pacer():
@@ -167,11 +168,11 @@ def test_a_throttle_window_holds_every_sender_of_the_pacer():
 def test_a_pacer_shared_by_activities_gives_each_host_its_share():
     pacer = Pacer(100)
     pacer.join(0.25)
-    assert pacer.rate == pytest.approx(25 * 0.99)
+    assert pacer.rate == pytest.approx(25 * HEADROOM)
     pacer.join(0.25)
-    assert pacer.rate == pytest.approx(50 * 0.99)
+    assert pacer.rate == pytest.approx(50 * HEADROOM)
     pacer.leave(0.5)
-    assert pacer.rate == pytest.approx(100 * 0.99)  # nobody registered: the whole limit
+    assert pacer.rate == pytest.approx(100 * HEADROOM)  # nobody registered: the whole limit
 
 
 def test_an_answer_slower_than_the_timeout_is_retried_then_reported(server, monkeypatch):
