@@ -173,9 +173,11 @@ class Destination(ABC):
         """Each mapped attribute's values, trimmed; "" where a row has none (left out of its item)."""
         return {name: [row[index].strip() for row in rows] for name, index in self.attribute_columns.items()}
 
-    def render(self, fixed: list[list[str]], optional: dict[str, list[str]]) -> list[str | None]:
-        """Items from columns: `fixed` ones already JSON text, `optional` ones as strings ("" where
-        a row has none), through the destination's `template` for each set of present fields."""
+    def render(self, fixed: list[list[str]], optional: dict[str, list[str]],
+               refused: dict[int, str] | None = None) -> tuple[list[str | None], dict[int, str]]:
+        """`items`' answer, from columns: `fixed` ones already JSON text, `optional` ones as strings
+        ("" where a row has none), through the destination's `template` for each set of present
+        fields; None for the `refused` rows."""
         count = len(fixed[0])
         encoded = {name: json_column(column) for name, column in optional.items()}
         items: list[str | None] = [None] * count
@@ -184,7 +186,9 @@ class Destination(ABC):
             if template is None:
                 template = self._templates[present] = self.template(present)
             template.fill(fixed + [encoded[name] for name in present], indices, items)
-        return items
+        for index in refused or ():
+            items[index] = None
+        return items, refused or {}
 
     def template(self, present: tuple[str, ...]) -> Template:
         """The item of a row with the `present` optional fields, holes in the order `render` fills them:

@@ -71,10 +71,7 @@ class Braze(Destination):
         membership = self.target["membership_attribute"]
         optional = {"email": [email or "" for email in emails]}
         optional.update((name, column) for name, column in self.attribute_values(rows).items() if name != membership)
-        items = self.render([json_column(keys)], optional)
-        for index in refused:
-            items[index] = None
-        return items, refused
+        return self.render([json_column(keys)], optional, refused)
 
     def template(self, present: tuple[str, ...]) -> Template:
         template = Template().text('{"external_id":').hole()

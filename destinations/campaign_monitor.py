@@ -66,11 +66,8 @@ class CampaignMonitor(Destination):
         else:
             consent = ['"Yes"' if given else '"No"' for given in consents([row[consent_column] for row in rows])]
         fixed = [json_column(keys), json_column(names) if names is not None else ['""'] * len(rows), consent]
-        items = self.render(fixed, values)
         refused = too_long(values, MAX_FIELD_CHARS, f"custom field {{name}} longer than {MAX_FIELD_CHARS} characters")
-        for index in refused:
-            items[index] = None
-        return items, refused
+        return self.render(fixed, values, refused)
 
     def template(self, custom: tuple[str, ...]) -> Template:
         template = Template().text('{"EmailAddress":').hole().text(',"Name":').hole().text(',"ConsentToTrack":').hole()

@@ -62,7 +62,7 @@ class Omnisend(Destination):
         values = self.attribute_values(rows)
         # Contact fields first, then custom properties: the order of the template's holes.
         ordered = {name: values[name] for name in sorted(values, key=lambda name: name not in CONTACT_FIELDS)}
-        return self.render([json_column(keys), status], ordered), {}
+        return self.render([json_column(keys), status], ordered)
 
     def template(self, present: tuple[str, ...]) -> Template:
         template = Template().text('{"identifiers":[{"type":"email","id":').hole()

@@ -276,7 +276,7 @@ def _first_seen(key: tuple[str, str], plan: dict[str, Any], connection: Connecti
 # leaves nothing half-updated behind.
 _first_seen_cache: dict[tuple[str, str], tuple[int, FirstSeen]] = {}
 _cache_lock = threading.Lock()
-CACHED_PLANS = 8  # the oldest is forgotten (and rebuilt if its run goes on): ~75 MB each at 10M rows
+CACHED_PLANS = 8  # the oldest is forgotten (and rebuilt if its run goes on): ~100 MB each at 10M rows
 
 # A plan is read in parts so that the first chunks are sent while the rest is read: the
 # first part is one chunk, each later one about 1/PARTS of the expected rows. More parts
@@ -337,7 +337,7 @@ class _ChunkWriter:
         self._rows: list[int] = []
         self._keys: list[str] = []
         self._identifiers: list[str] = []
-        self._items: list[Any] = []
+        self._items: list[str] = []
         self.tally = Tally(segment)
 
     def take(self, block: Block, begin: int, end: int, key_index: int, keys: list[str | None], firsts: list[bool],
