@@ -116,8 +116,10 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.bundle import Sandbox
     from sandbox.server import Faults
+    from shared.memory import collect_cycles_less_often
 
     _stop_on_sigterm()
+    collect_cycles_less_often()  # the stand-ins keep every profile they are sent
     faults = Faults(**json.loads(args.faults)) if args.faults else None
     with Sandbox(rate_limited=not args.unthrottled, faults=faults, latency_s=args.latency_ms / 1000,
                  tls=args.tls) as sandbox:

@@ -114,7 +114,7 @@ class OmnisendStandIn(StandIn):
         prefix = _id_prefix()
         with self.lock:
             for contact in processed:
-                detail, answer = self._upsert(contact)
+                detail, answer = self._upsert(contact, prefix)
                 item = {"itemID": _object_id(prefix), "request": contact, "status": "finished"}
                 if detail:
                     errors.append({**item, "responseCode": 400, "response": _problem(400, "Bad Request", detail).body})
@@ -183,7 +183,7 @@ class OmnisendStandIn(StandIn):
             report.update(responses=batch["responses"] if ended else [], errors=batch["errors"] if ended else [])
         return Response(200, report)
 
-    def _upsert(self, contact: Any) -> tuple[str | None, dict[str, Any]]:
+    def _upsert(self, contact: Any, id_prefix: str) -> tuple[str | None, dict[str, Any]]:
         """Apply one contact: (None, the contact answer), or (why it was refused, {}). Holds the lock."""
         if not isinstance(contact, dict) or not isinstance(contact.get("identifiers"), list):
             return "identifiers are required", {}
@@ -206,7 +206,7 @@ class OmnisendStandIn(StandIn):
         key = email.lower()
         stored = self.contacts.get(key)
         if stored is None:
-            stored = self.contacts[key] = {"contactID": _object_id(), "tags": set()}
+            stored = self.contacts[key] = {"contactID": _object_id(id_prefix), "tags": set()}
         for name in FIELDS:
             value = contact.get(name)
             if value is not None:
