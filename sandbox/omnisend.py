@@ -34,7 +34,7 @@ __all__ = ["OmnisendStandIn"]
 API_VERSION = "2026-03-15"
 MAX_TAG_EMAILS = 250
 STATUSES = ("subscribed", "nonSubscribed", "unsubscribed")
-FIELDS = ("firstName", "lastName", "address", "city", "state", "postalCode", "country", "countryCode")
+FIELDS = frozenset(("firstName", "lastName", "address", "city", "state", "postalCode", "country", "countryCode"))
 _PROBLEM = "application/problem+json"
 
 
@@ -52,6 +52,7 @@ class OmnisendStandIn(StandIn):
         self.finish_after_polls, self.stop_batches = finish_after_polls, stop_batches
         self.contacts: dict[str, dict[str, Any]] = {}  # email -> fields, "tags" (a set), "status"
         self.batches: dict[str, dict[str, Any]] = {}
+        self.items_issued = secrets.randbelow(1 << 24)  # item ids: this count, after the batch's id prefix
 
     def routes(self):
         batch = r"/api/batches/(?P<batch_id>[^/]+)"
@@ -110,21 +111,18 @@ class OmnisendStandIn(StandIn):
         if not isinstance(items, list) or not 1 <= len(items) <= self.max_batch:
             return _invalid("items", f"items must hold 1 to {self.max_batch} entries")
         processed = items[:len(items) // 2] if self.stop_batches else items
-        responses, errors = [], []
         prefix = _id_prefix()
         with self.lock:
-            for contact in processed:
-                detail, answer = self._upsert(contact, prefix)
-                item = {"itemID": _object_id(prefix), "request": contact, "status": "finished"}
-                if detail:
-                    errors.append({**item, "responseCode": 400, "response": _problem(400, "Bad Request", detail).body})
-                else:
-                    responses.append({**item, "responseCode": 200, "response": answer})
+            # Each contact's outcome: (why it was refused, None) or (None, the contact's key).
+            # The item entries are written only if the batch's items are asked for (rarely).
+            outcomes = [self._upsert(contact, prefix) for contact in processed]
+            first_item, self.items_issued = self.items_issued, self.items_issued + len(processed)
         now = _timestamp()
         batch = {"batchID": _object_id(), "method": "POST", "endpoint": "contacts",
                  "status": "stopped" if self.stop_batches else "finished", "totalCount": len(items),
-                 "finishedCount": len(processed), "errorsCount": len(errors), "createdAt": now,
-                 "startedAt": now, "endedAt": now, "polls": 0, "responses": responses, "errors": errors}
+                 "finishedCount": len(processed), "errorsCount": sum(1 for detail, _ in outcomes if detail),
+                 "createdAt": now, "startedAt": now, "endedAt": now, "polls": 0,
+                 "processed": (processed, outcomes, prefix, first_item)}
         with self.lock:
             self.batches[batch["batchID"]] = batch
         return Response(201, {"batchID": batch["batchID"], "totalCount": len(items)})
@@ -180,42 +178,56 @@ class OmnisendStandIn(StandIn):
             if not with_items:
                 batch["polls"] += 1
         if with_items:
-            report.update(responses=batch["responses"] if ended else [], errors=batch["errors"] if ended else [])
+            responses, errors = self._items(*batch["processed"]) if ended else ([], [])
+            report.update(responses=responses, errors=errors)
         return Response(200, report)
 
-    def _upsert(self, contact: Any, id_prefix: str) -> tuple[str | None, dict[str, Any]]:
-        """Apply one contact: (None, the contact answer), or (why it was refused, {}). Holds the lock."""
+    def _items(self, contacts: list[Any], outcomes: list[tuple[str | None, str | None]], prefix: str,
+               first_item: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """A batch's `responses` and `errors` entries, from its contacts and their outcomes."""
+        responses, errors = [], []
+        for number, (contact, (detail, key)) in enumerate(zip(contacts, outcomes, strict=True)):
+            item = {"itemID": f"{prefix}{(first_item + number) & 0xFFFFFF:06x}", "request": contact,
+                    "status": "finished"}
+            if detail:
+                errors.append({**item, "responseCode": 400, "response": _problem(400, "Bad Request", detail).body})
+            else:
+                answer = {"contactID": self.contacts[key]["contactID"], "email": key}
+                responses.append({**item, "responseCode": 200, "response": answer})
+        return responses, errors
+
+    def _upsert(self, contact: Any, id_prefix: str) -> tuple[str | None, str | None]:
+        """Apply one contact: (None, its key), or (why it was refused, None). Holds the lock."""
         if not isinstance(contact, dict) or not isinstance(contact.get("identifiers"), list):
-            return "identifiers are required", {}
+            return "identifiers are required", None
         for identifier in contact["identifiers"]:
             if isinstance(identifier, dict) and identifier.get("type") == "email":
                 break
         else:
-            return "an email identifier is required", {}
+            return "an email identifier is required", None
         email = identifier.get("id")
         if not email_is_valid(email) or email.lower() in self.refuse_emails:
-            return "invalid email", {}
+            return "invalid email", None
         status = ((identifier.get("channels") or {}).get("email") or {}).get("status")
         if status not in STATUSES:
-            return f"email channel status must be one of {', '.join(STATUSES)}", {}
+            return f"email channel status must be one of {', '.join(STATUSES)}", None
         tags, properties = contact.get("tags", []), contact.get("customProperties", {})
         if not isinstance(tags, list) or not all(isinstance(tag, str) and tag for tag in tags):
-            return "tags must be a list of non-empty strings", {}
+            return "tags must be a list of non-empty strings", None
         if not isinstance(properties, dict):
-            return "customProperties must be an object", {}
+            return "customProperties must be an object", None
         key = email.lower()
         stored = self.contacts.get(key)
         if stored is None:
             stored = self.contacts[key] = {"contactID": _object_id(id_prefix), "tags": set()}
-        for name in FIELDS:
-            value = contact.get(name)
-            if value is not None:
+        for name, value in contact.items():
+            if name in FIELDS and value is not None:
                 stored[name] = value
         stored["status"] = status
         stored["tags"].update(tags)
         if properties:
             stored["customProperties"] = {**stored.get("customProperties", {}), **properties}
-        return None, {"contactID": stored["contactID"], "email": key}
+        return None, key
 
     # -- tags ------------------------------------------------------------------------------
 

@@ -88,3 +88,15 @@ def test_the_cycle_collector_runs_less_often_and_skips_what_was_imported():
         assert gc.collect() >= 1
     finally:
         gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize("variable", [None, "HTTPS_PROXY", "REQUESTS_CA_BUNDLE"])
+def test_storage_requests_follow_proxy_and_ca_variables_only_when_some_are_set(monkeypatch, variable):
+    from shared.state import _REQUESTS_ENVIRONMENT, _client_options
+
+    for name in _REQUESTS_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    if variable:
+        monkeypatch.setenv(variable, "http://proxy.internal:3128" if "PROXY" in variable else "/etc/ca.pem")
+    # Looking the variables up costs a quarter of a small blob call's CPU: skipped when none is set.
+    assert _client_options()["transport"].session.trust_env is (variable is not None)
