@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import traceback
 
-__all__ = ["collect_cycles_less_often", "return_large_buffers"]
+__all__ = ["collect_cycles_less_often", "release_frames", "return_large_buffers"]
 
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 _THRESHOLD = 128 * 1024
@@ -50,3 +51,21 @@ def collect_cycles_less_often() -> None:
     """Freeze what exists now (imported modules) and space the cycle collector's passes."""
     gc.freeze()
     gc.set_threshold(*COLLECT_EVERY)
+
+
+def release_frames(error: BaseException) -> None:
+    """Let a caught exception, and the frames it saw, be freed when it is dropped.
+
+    The Azure SDK re-raises its errors from frames that hold them in a local (`error`), so
+    a caught "blob not found" is a reference cycle: exception, traceback, frames. Those
+    frames reach up the stack to the caller's, so the cycle kept a finished chunk
+    activity's locals, its last prepared batch among them (3 MB for Snapchat), until the
+    cycle collector's next pass: 220 MB more at the peak of ten million rows with the
+    collector run less often. Clearing the frames' locals breaks the cycle.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # skips the frames still running (the caller's)
+        current = current.__context__

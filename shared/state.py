@@ -33,6 +33,7 @@ from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, Contain
 from requests.adapters import HTTPAdapter
 
 from .config import Connection, Definitions, DestinationSpec, Export, parse_connection, parse_definitions, parse_export
+from .memory import release_frames
 from .segments import BLOCK_BYTES, SegmentReader
 from .settings import AppSettings
 
@@ -119,7 +120,8 @@ def _storage_for(settings: AppSettings, credential: Any) -> Storage:
 def _read_json(container: ContainerClient, path: str) -> Any | None:
     try:
         return json.loads(container.download_blob(path).readall())
-    except ResourceNotFoundError:
+    except ResourceNotFoundError as error:
+        release_frames(error)
         return None
 
 
@@ -348,7 +350,8 @@ class RunStore:
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
         try:
             blob.append_block(line)
-        except ResourceNotFoundError:
+        except ResourceNotFoundError as error:
+            release_frames(error)
             blob.create_append_blob()
             blob.append_block(line)
 
@@ -357,7 +360,8 @@ class RunStore:
         try:
             text = self._container.download_blob(
                 self.chunk_file(export, run_id, chunk, "progress")).readall().decode("utf-8")
-        except ResourceNotFoundError:
+        except ResourceNotFoundError as error:
+            release_frames(error)
             return []
         return [json.loads(line) for line in text.splitlines() if line]
 
