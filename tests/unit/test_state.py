@@ -90,16 +90,20 @@ def test_the_cycle_collector_runs_less_often_and_skips_what_was_imported():
         gc.set_threshold(*before)
 
 
-@pytest.mark.parametrize("variable", [None, "HTTPS_PROXY", "REQUESTS_CA_BUNDLE"])
-def test_storage_requests_follow_proxy_and_ca_variables_only_when_some_are_set(monkeypatch, variable):
-    from shared.state import _REQUESTS_ENVIRONMENT, _client_options
+@pytest.mark.parametrize("variable", [None, "HTTPS_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_storage_requests_follow_the_proxy_and_ca_bundle_variables(monkeypatch, variable):
+    from shared.state import _PROXY_VARIABLES, _client_options
 
-    for name in _REQUESTS_ENVIRONMENT:
+    for name in (*_PROXY_VARIABLES, "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)
     if variable:
-        monkeypatch.setenv(variable, "http://proxy.internal:3128" if "PROXY" in variable else "/etc/ca.pem")
-    # Looking the variables up costs a quarter of a small blob call's CPU: skipped when none is set.
-    assert _client_options()["transport"].session.trust_env is (variable is not None)
+        monkeypatch.setenv(variable, "http://proxy.internal:3128" if "PROXY" in variable else "/etc/corporate-ca.pem")
+    transport = _client_options()["transport"]
+    # requests' per-call look-ups (a tenth of a small blob call's CPU) only where a proxy needs them;
+    # a CA bundle from the environment is still the one TLS verifies against.
+    assert transport.session.trust_env is (variable == "HTTPS_PROXY")
+    expected_verify = "/etc/corporate-ca.pem" if variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") else True
+    assert transport.connection_config.verify == expected_verify
 
 
 def test_a_blob_not_found_leaves_nothing_for_the_cycle_collector(storage, unique):
