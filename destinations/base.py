@@ -9,10 +9,11 @@ what `shared.config` validates) and a `Destination` subclass with three parts:
 - `items(keys, rows)`: the vendor's JSON text for the profiles of many rows at once (the
   rows of a block), written column by column: this runs for every row of every segment.
   None and a reason for a row the vendor would refuse (a field too long, an invalid
-  optional email). The plan joins each batch's items into one JSON array, once; chunks
-  send it as it is. `item(key, fields)` is the same for one row.
-- `send(keys, items)`: one request's worth (a *batch*): the keys and the JSON array of
-  the items; returns the vendor's per-item refusals as {index: reason}. Raises a
+  optional email). The plan joins each batch's items once (`encode_batch`: a JSON array,
+  or more of the request where that saves a copy); chunks send it as it is.
+  `item(key, fields)` is the same for one row.
+- `send(keys, items)`: one request's worth (a *batch*): the keys and the batch as
+  `encode_batch` wrote it; returns the vendor's per-item refusals as {index: reason}. Raises a
   `DestinationError` when the batch as a whole fails. A vendor that processes batches
   later (Omnisend) returns a `Pending` instead, and `settle(pending)` later gives the
   outcomes of many batches with a few requests.
@@ -139,14 +140,14 @@ class Destination(ABC):
         return items[0]
 
     def encode_batch(self, items: list[str]) -> str:
-        """A batch of items as one JSON array (the plan does this once per batch)."""
+        """A batch of items as the plan stores it, once per batch: by default one JSON array."""
         return "[" + ",".join(items) + "]"
 
     @abstractmethod
     def send(self, keys: Sequence[str], items: bytes) -> dict[int, str] | Pending:
         """Deliver one batch; return {index: vendor's reason} for the items it refused.
 
-        `items` is the batch's JSON array, UTF-8, bytes-like (a view into the prepared line).
+        `items` is what `encode_batch` wrote, UTF-8, bytes-like (a view into the prepared line).
         """
 
     def settle(self, pending: list[Pending]) -> list[dict[int, str] | None]:

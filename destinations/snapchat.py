@@ -65,12 +65,13 @@ class Snapchat(Destination):
         return list(keys), {}  # the hashes themselves: a batch of 50,000 holds no other object per row
 
     def encode_batch(self, items: list[str]) -> str:
-        return '[["' + '"],["'.join(items) + '"]]'  # hex digests need no escaping
+        """The whole request body: a 50,000-hash batch (3.4 MB) is then sent from the prepared
+        line as it is, where adding the envelope at send time copied it once per request."""
+        return '{"users":[{"schema":["EMAIL_SHA256"],"data":[["' + '"],["'.join(items) + '"]]}]}'  # hex: no escaping
 
     def send(self, keys: Sequence[str], items: bytes) -> dict[int, str]:
-        body = b'{"users":[{"schema":["EMAIL_SHA256"],"data":' + items + b"}]}"
         url = f"{self.settings['api_base']}/segments/{self.target['audience_id']}/users"
-        response = self.http.request("POST", url, auth=self._token(), data=body,
+        response = self.http.request("POST", url, auth=self._token(), data=items,
                                      headers={"Content-Type": "application/json"})
         answer = json_body(response, "Snapchat")
         if not isinstance(answer, dict) or answer.get("request_status") != "SUCCESS":

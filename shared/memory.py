@@ -1,6 +1,6 @@
 """How the worker process manages its memory: large freed buffers go back to the
-operating system at once (glibc), and the cycle collector runs less often.
-
+operating system at once and threads share two heaps (glibc), the cycle collector runs
+less often, and caught storage errors release the frames they saw.
 
 glibc serves a large allocation with its own mmap, returned when freed, until one such
 block is freed: it then raises its mmap threshold to that size (up to 32 MB), and later
@@ -26,20 +26,37 @@ import ctypes
 import gc
 import traceback
 
-__all__ = ["collect_cycles_less_often", "release_frames", "return_large_buffers"]
+__all__ = ["collect_cycles_less_often", "fewer_malloc_arenas", "release_frames", "return_large_buffers"]
 
-_M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # mallopt parameters (malloc.h)
 _THRESHOLD = 128 * 1024
+ARENAS = 2
 
 
 def return_large_buffers() -> bool:
     """Fix glibc's mmap threshold for this process; False where there is no glibc `mallopt`."""
+    return _mallopt(_M_MMAP_THRESHOLD, _THRESHOLD)
+
+
+def fewer_malloc_arenas() -> bool:
+    """At most ARENAS glibc heaps for the process's threads; False where there is no `mallopt`.
+
+    glibc gives threads heaps of their own (up to 8 per core), and each keeps its freed
+    middle: with a plan, its read-ahead and writes, and chunks with requests in flight,
+    the exporter runs dozens of threads. The interpreter lock already serialises most
+    allocations, so sharing two heaps costs no time: throughput_1m's peak 345-355 MB with
+    glibc's default, 331-339 MB with two (same code, runs alternated).
+    """
+    return _mallopt(_M_ARENA_MAX, ARENAS)
+
+
+def _mallopt(parameter: int, value: int) -> bool:
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt): nothing to do
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(_M_MMAP_THRESHOLD, _THRESHOLD) == 1
+    return mallopt(parameter, value) == 1
 
 
 # New containers between the collector's young passes (CPython's default: 700), and how

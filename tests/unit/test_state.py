@@ -65,10 +65,11 @@ def test_a_compressed_stream_is_inflated_in_bounded_pieces_whatever_its_download
 def test_large_freed_buffers_are_returned_to_the_system_on_glibc():
     import platform
 
-    from shared.memory import return_large_buffers
+    from shared.memory import fewer_malloc_arenas, return_large_buffers
 
-    # Linux with glibc here and in the Functions worker; elsewhere the call does nothing.
+    # Linux with glibc here and in the Functions worker; elsewhere the calls do nothing.
     assert return_large_buffers() is (platform.libc_ver()[0] == "glibc")
+    assert fewer_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
 
 
 def test_the_cycle_collector_runs_less_often_and_skips_what_was_imported():
