@@ -32,11 +32,9 @@ from shared.engine import finish_run as write_report
 from shared.engine import plan_next_part as plan_more
 from shared.engine import plan_run as make_plan
 from shared.engine.starts import UnknownExport, instance_id, run_request
-from shared.memory import collect_cycles_less_often, fewer_malloc_arenas, return_large_buffers
+from shared.memory import set_up_worker
 
-return_large_buffers()  # the worker process moves megabyte blocks through several threads
-fewer_malloc_arenas()  # and runs dozens of threads, each of which glibc would give a heap
-collect_cycles_less_often()  # a plan makes a list per row: the default collector kept walking them
+set_up_worker()  # glibc's heaps and the cycle collector, for a process reading plans and sending chunks
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("segment_export")
 

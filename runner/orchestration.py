@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.memory import collect_cycles_less_often, fewer_malloc_arenas, return_large_buffers
+from shared.memory import set_up_worker
 
 __all__ = ["LocalRunner", "OrchestrationFailed", "indexed_functions"]
 
@@ -138,9 +138,7 @@ class LocalRunner:
                 self._orchestrators[function.get_function_name()] = function.get_user_function().orchestrator_function
             elif kind == "activityTrigger":
                 self._activities[function.get_function_name()] = function.get_user_function()
-        return_large_buffers()  # as function_app does in the Functions worker
-        fewer_malloc_arenas()
-        collect_cycles_less_often()
+        set_up_worker()  # as function_app does in the Functions worker
         self._activity_pool = ThreadPoolExecutor(max_workers=max_activities, thread_name_prefix="activity")
         self._orchestration_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="orchestrator")
         self._on_result = on_result

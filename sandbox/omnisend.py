@@ -113,7 +113,7 @@ class OmnisendStandIn(StandIn):
         processed = items[:len(items) // 2] if self.stop_batches else items
         prefix = _id_prefix()
         with self.lock:
-            # Each contact's outcome: (why it was refused, None) or (None, the contact's key).
+            # Each contact's outcome: (why it was refused, None) or (None, (key, contactID)).
             # The item entries are written only if the batch's items are asked for (rarely).
             outcomes = [self._upsert(contact, prefix) for contact in processed]
             first_item, self.items_issued = self.items_issued, self.items_issued + len(processed)
@@ -178,26 +178,12 @@ class OmnisendStandIn(StandIn):
             if not with_items:
                 batch["polls"] += 1
         if with_items:
-            responses, errors = self._items(*batch["processed"]) if ended else ([], [])
+            responses, errors = _items(*batch["processed"]) if ended else ([], [])
             report.update(responses=responses, errors=errors)
         return Response(200, report)
 
-    def _items(self, contacts: list[Any], outcomes: list[tuple[str | None, str | None]], prefix: str,
-               first_item: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """A batch's `responses` and `errors` entries, from its contacts and their outcomes."""
-        responses, errors = [], []
-        for number, (contact, (detail, key)) in enumerate(zip(contacts, outcomes, strict=True)):
-            item = {"itemID": f"{prefix}{(first_item + number) & 0xFFFFFF:06x}", "request": contact,
-                    "status": "finished"}
-            if detail:
-                errors.append({**item, "responseCode": 400, "response": _problem(400, "Bad Request", detail).body})
-            else:
-                answer = {"contactID": self.contacts[key]["contactID"], "email": key}
-                responses.append({**item, "responseCode": 200, "response": answer})
-        return responses, errors
-
-    def _upsert(self, contact: Any, id_prefix: str) -> tuple[str | None, str | None]:
-        """Apply one contact: (None, its key), or (why it was refused, None). Holds the lock."""
+    def _upsert(self, contact: Any, id_prefix: str) -> tuple[str | None, tuple[str, str] | None]:
+        """Apply one contact: (None, (its key, its contactID)), or (why it was refused, None). Holds the lock."""
         if not isinstance(contact, dict) or not isinstance(contact.get("identifiers"), list):
             return "identifiers are required", None
         for identifier in contact["identifiers"]:
@@ -227,7 +213,7 @@ class OmnisendStandIn(StandIn):
         stored["tags"].update(tags)
         if properties:
             stored["customProperties"] = {**stored.get("customProperties", {}), **properties}
-        return None, key
+        return None, (key, stored["contactID"])
 
     # -- tags ------------------------------------------------------------------------------
 
@@ -262,6 +248,20 @@ class OmnisendStandIn(StandIn):
         if version != API_VERSION:
             return _problem(410, "Gone", f"API version {version} is retired; use {API_VERSION}")
         return None
+
+
+def _items(contacts: list[Any], outcomes: list[tuple[str | None, tuple[str, str] | None]], prefix: str,
+           first_item: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A batch's `responses` and `errors` entries, from its contacts and their outcomes."""
+    responses, errors = [], []
+    for number, (contact, (detail, stored)) in enumerate(zip(contacts, outcomes, strict=True)):
+        item = {"itemID": f"{prefix}{(first_item + number) & 0xFFFFFF:06x}", "request": contact, "status": "finished"}
+        if detail:
+            errors.append({**item, "responseCode": 400, "response": _problem(400, "Bad Request", detail).body})
+        else:
+            key, contact_id = stored
+            responses.append({**item, "responseCode": 200, "response": {"contactID": contact_id, "email": key}})
+    return responses, errors
 
 
 def _problem(status: int, title: str, detail: str, **extra: Any) -> Response:

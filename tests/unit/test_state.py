@@ -78,6 +78,8 @@ def test_the_cycle_collector_runs_less_often_and_skips_what_was_imported():
     from shared.memory import COLLECT_EVERY, collect_cycles_less_often
 
     before = gc.get_threshold()
+    gc.unfreeze()  # importing function_app (other tests) already did it: start from CPython's defaults
+    gc.set_threshold(700, 10, 10)
     try:
         collect_cycles_less_often()
         assert gc.get_threshold() == COLLECT_EVERY
