@@ -34,7 +34,7 @@ from requests.adapters import HTTPAdapter
 
 from .config import Connection, Definitions, DestinationSpec, Export, parse_connection, parse_definitions, parse_export
 from .memory import release_frames
-from .segments import BLOCK_BYTES, SegmentReader
+from .segments import DOWNLOAD_BYTES, SegmentReader
 from .settings import AppSettings
 
 __all__ = ["CONTAINERS", "BackgroundWrites", "DefinitionStore", "RunStore", "Storage"]
@@ -48,7 +48,7 @@ _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "htt
 def _client_options() -> dict[str, Any]:
     # Every chunk activity of a process shares one client: a pool larger than the default
     # 10 connections keeps parallel activities from opening and discarding connections.
-    # Blobs are read in blocks of BLOCK_BYTES per request, so reading a chunk stays bounded.
+    # Blobs are read in blocks of DOWNLOAD_BYTES per request, so reading a chunk stays bounded.
     session = requests.Session()
     # requests looks the proxy variables (and NO_PROXY, netrc, CA bundle) up again for every
     # request: a tenth of a small blob call's CPU. With no proxy set, that is skipped, and a
@@ -61,10 +61,10 @@ def _client_options() -> dict[str, Any]:
     session.mount("http://", adapter)
     # Reads in blocks of 1 MB: with azure-core's default of 4 KB for a transport built here,
     # reading a segment cost more CPU than parsing it.
-    transport = RequestsTransport(session=session, session_owner=False, connection_data_block_size=BLOCK_BYTES,
+    transport = RequestsTransport(session=session, session_owner=False, connection_data_block_size=DOWNLOAD_BYTES,
                                   **verify)
     return {"transport": transport,
-            "max_single_get_size": BLOCK_BYTES, "max_chunk_get_size": BLOCK_BYTES}
+            "max_single_get_size": DOWNLOAD_BYTES, "max_chunk_get_size": DOWNLOAD_BYTES}
 
 
 class Storage:
@@ -208,9 +208,11 @@ class BackgroundWrites:
 class BlobWriter:
     """Writes one block blob as it is produced: blocks are staged as they fill, then committed.
 
-    Memory holds one block, whatever the blob's size (plus those `writes` has pending).
-    With `compress`, the blob is one zlib stream (read it with `inflated`); compressing
-    happens where the writes run, outside the GIL, so the caller computes on meanwhile.
+    Memory holds about one block, whatever the blob's size (plus what `writes` has
+    pending). With `compress`, the blob is one zlib stream (read it with `inflated`): text
+    is handed over a megabyte at a time and compressed where the writes run, outside the
+    GIL, so the caller computes on meanwhile; a block is staged once its compressed bytes
+    fill it (each staging is a request: ~14 MB of JSON per 1 MB block, not 4 MB).
     """
 
     def __init__(self, blob: BlobClient, block_bytes: int = 4 * 1024 * 1024, writes: BackgroundWrites | None = None,
@@ -219,8 +221,11 @@ class BlobWriter:
         self._write = writes.submit if writes else _now
         self._block_bytes = block_bytes
         self._compressor = zlib.compressobj(1) if compress else None
-        self._pending: list[bytes] = []
+        self._hand_over_bytes = COMPRESS_BYTES if compress else block_bytes
+        self._pending: list[bytes] = []  # text not yet handed over, encoded
         self._size = 0
+        self._compressed: list[bytes] = []  # compressed, not yet staged (touched by the writes only)
+        self._compressed_size = 0
         self._blocks: list[BlobBlock] = []
 
     def write(self, parts: list[str]) -> None:
@@ -229,31 +234,51 @@ class BlobWriter:
             data = part.encode("utf-8")
             self._pending.append(data)
             self._size += len(data)
-        if self._size >= self._block_bytes:
-            self._stage(final=False)
+        if self._size >= self._hand_over_bytes:
+            self._hand_over(final=False)
 
     def close(self) -> None:
-        self._stage(final=True)
+        self._hand_over(final=True)
 
-    def _stage(self, final: bool) -> None:
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending, self._size = [], 0
-        if data or final:
-            self._write(self._put, data, final)
+    def _hand_over(self, final: bool) -> None:
+        pending, self._pending, self._size = self._pending, [], 0
+        if pending or final:
+            self._write(self._put, pending, final)
 
-    def _put(self, data: bytes, final: bool) -> None:
-        """Stage `data` (and commit the blob if `final`); runs in order, one call at a time."""
-        if self._compressor is not None:
-            data = self._compressor.compress(data) + (self._compressor.flush() if final else b"")
+    def _put(self, parts: list[bytes], final: bool) -> None:
+        """Stage `parts` (compressed first, if so; and commit the blob if `final`): runs in
+        order, one call at a time."""
+        if self._compressor is None:
+            self._stage(parts[0] if len(parts) == 1 else b"".join(parts))
+        else:
+            for data in parts:
+                self._add_compressed(self._compressor.compress(data))
+            if final:
+                self._add_compressed(self._compressor.flush())
+            if final or self._compressed_size >= self._block_bytes:
+                self._stage(b"".join(self._compressed))
+                self._compressed, self._compressed_size = [], 0
+        if final:
+            self._blob.commit_block_list(self._blocks)
+
+    def _add_compressed(self, data: bytes) -> None:
+        if data:
+            self._compressed.append(data)
+            self._compressed_size += len(data)
+
+    def _stage(self, data: bytes) -> None:
         if data:
             block_id = f"{len(self._blocks):08d}"
             self._blob.stage_block(block_id, data)
             self._blocks.append(BlobBlock(block_id))
-        if final:
-            self._blob.commit_block_list(self._blocks)
 
 
-def inflated(chunks: Iterator[bytes], piece_bytes: int = BLOCK_BYTES) -> Iterator[bytes]:
+# Text to compress is handed to the writes a megabyte at a time: held longer, it would
+# only take memory (it shrinks ~14x).
+COMPRESS_BYTES = 1024 * 1024
+
+
+def inflated(chunks: Iterator[bytes], piece_bytes: int = DOWNLOAD_BYTES) -> Iterator[bytes]:
     """The bytes of a zlib stream read in `chunks`, in pieces of at most `piece_bytes` (a
     megabyte of stored batches is ~14 MB of JSON: never all of it at once)."""
     inflater = zlib.decompressobj()

@@ -226,6 +226,7 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
                             return first_seen
                         chunk = _ChunkWriter(plan, path, end, cursor["row"], destination, services, writes)
                         limit = _chunk_rows(plan, end, full_only, batch)
+                del block, keys, problems  # freed before the next block is parsed, not after
         chunk.close(segment["bytes"])
         _next_segment(plan)
         chunks_in_part += 1 if chunk.rows else 0
