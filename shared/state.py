@@ -212,7 +212,8 @@ class BlobWriter:
     pending). With `compress`, the blob is one zlib stream (read it with `inflated`): text
     is handed over a megabyte at a time and compressed where the writes run, outside the
     GIL, so the caller computes on meanwhile; a block is staged once its compressed bytes
-    fill it (each staging is a request: ~14 MB of JSON per 1 MB block, not 4 MB).
+    fill it (each staging is a storage request: a block then holds ~14 times its size of
+    JSON).
     """
 
     def __init__(self, blob: BlobClient, block_bytes: int = 4 * 1024 * 1024, writes: BackgroundWrites | None = None,
