@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -69,15 +70,24 @@ def rate_limited(profiles: int = 200_000) -> dict[str, Any]:
 
     Each destination's export runs alone (one after the other): the figure is how close the
     exporter keeps to that vendor's limit, not how two cores share four exports' plans
-    (throughput_1m shows that).
+    (throughput_1m shows that). A destination whose run takes under a minute is run
+    REPEATS times, its figures those of the median run (by `actual_s`), with a pause of
+    its stand-in's rate window between runs, so that each starts with the limit unused.
     """
-    reports, walls = {}, {}
+    reports, walls, actuals = {}, {}, {}
     with environment(rate_limited=True) as (storage, sandbox, env, folder):
         path = segment(storage, profiles)
         for export in _exports(path):
-            measured = run_exporter(env, folder, sandbox.connections(), [export])
-            reports.update(measured.reports)
-            walls.update(measured.run_walls)
+            runs = []
+            while True:
+                measured = run_exporter(env, folder, sandbox.connections(), [export])
+                ((name, report),) = measured.reports.items()
+                runs.append((report["destination"]["duration_s"], measured.run_walls[name], report))
+                if len(runs) == REPEATS or measured.run_walls[name] >= REPEAT_UNDER_S:
+                    break
+                time.sleep(_rate_window_s(report["destination"]["type"]))
+            actuals[name] = [actual for actual, _, _ in runs]
+            _, walls[name], reports[name] = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
     _check(reports, profiles)
     figures = {}
     for name, report in reports.items():
@@ -92,8 +102,20 @@ def rate_limited(profiles: int = 200_000) -> dict[str, Any]:
             "floor_s": round(floor, 2), "actual_s": destination["duration_s"],
             "ratio": round(destination["duration_s"] / floor, 2), "run_wall_s": walls[name],
             "requests": requests.get("requests", 0), "requests_needed": needed,
-            "throttled": requests.get("throttled", 0), "limit_per_s": round(spec.requests_per_second, 2)}
+            "throttled": requests.get("throttled", 0), "limit_per_s": round(spec.requests_per_second, 2),
+            "runs": len(actuals[name]), "actual_s_each": actuals[name]}
     return {"profiles": profiles, "destinations": figures}
+
+
+# A scenario (or, in rate_limited, a destination's run) shorter than this is repeated and
+# its median reported: short runs are the noisiest on a shared machine.
+REPEAT_UNDER_S = 60.0
+REPEATS = 3
+
+
+def _rate_window_s(vendor: str) -> float:
+    """The length of the vendor's rate window, as its stand-in enforces it."""
+    return importlib.import_module(f"sandbox.{vendor}").RATE_LIMIT[1]
 
 
 def peer_createsend(profiles: int = 200_000, runs: int = 3) -> dict[str, Any]:

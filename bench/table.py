@@ -18,7 +18,7 @@ def table(results: dict[str, Any]) -> str:
         if target is not None:
             met = value <= target if better == "lower" else value >= target
             verdict = f"{'met' if met else 'MISSED'} (target {'<=' if better == 'lower' else '>='} {target})"
-        lines.append(f"{scenario:<18} {figure:<34} {value!s:>12}  {verdict}")
+        lines.append(f"{scenario:<18} {figure:<46} {value!s:>12}  {verdict}")
 
     if "throughput_1m" in scenarios:
         s = scenarios["throughput_1m"]
@@ -28,7 +28,8 @@ def table(results: dict[str, Any]) -> str:
             row("throughput_1m", f"{destination} profiles/s", figures["profiles_per_s"])
     if "rate_limited" in scenarios:
         for destination, figures in scenarios["rate_limited"]["destinations"].items():
-            row("rate_limited", f"{destination} actual/floor s",
+            median = f" (median of {figures['runs']})" if figures.get("runs", 1) > 1 else ""
+            row("rate_limited", f"{destination} actual/floor s{median}",
                 f"{figures['actual_s']}/{figures['floor_s']}")
             row("rate_limited", f"{destination} ratio", figures["ratio"], TARGETS["rate_limited"]["ratio"])
             row("rate_limited", f"{destination} requests (throttled)",

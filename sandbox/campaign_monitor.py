@@ -38,6 +38,7 @@ MAX_IMPORT = 1000
 MAX_FIELD_VALUE = 250
 CONSENT = ("Yes", "No", "Unchanged")
 TOKEN_LIFETIME_S = 1_209_600  # two weeks, CM's documented access token lifetime
+RATE_LIMIT = (10, 1.0)  # requests per seconds: assumed (Campaign Monitor publishes none), see the docstring
 
 
 class CampaignMonitorStandIn(StandIn):
@@ -47,7 +48,7 @@ class CampaignMonitorStandIn(StandIn):
                  rate_limited: bool = True, faults: Faults | None = None, latency_s: float = 0.0,
                  suppressed: Iterable[str] = (), unsubscribed: dict[str, Iterable[str]] | None = None,
                  bounced: Iterable[str] = (), tls: bool = False):
-        super().__init__(faults=faults, window=Window(10, 1.0) if rate_limited else None,
+        super().__init__(faults=faults, window=Window(*RATE_LIMIT) if rate_limited else None,
                          latency_s=latency_s, tls=tls)
         self.api_key = api_key
         self.refresh_token = (oauth or {}).get("refresh_token")

@@ -36,6 +36,7 @@ MAX_TAG_EMAILS = 250
 STATUSES = ("subscribed", "nonSubscribed", "unsubscribed")
 FIELDS = frozenset(("firstName", "lastName", "address", "city", "state", "postalCode", "country", "countryCode"))
 _PROBLEM = "application/problem+json"
+RATE_LIMIT = (400, 60.0)  # requests per seconds (a sliding window), per store
 
 
 class OmnisendStandIn(StandIn):
@@ -44,7 +45,7 @@ class OmnisendStandIn(StandIn):
     def __init__(self, *, api_key: str, rate_limited: bool = True, faults: Faults | None = None,
                  latency_s: float = 0.0, max_batch: int = 100, refuse_emails: Iterable[str] = (),
                  finish_after_polls: int = 0, stop_batches: bool = False, tls: bool = False):
-        super().__init__(faults=faults, window=Window(400, 60.0, sliding=True) if rate_limited else None,
+        super().__init__(faults=faults, window=Window(*RATE_LIMIT, sliding=True) if rate_limited else None,
                          latency_s=latency_s, tls=tls)
         self.tag_window = Window(60, 60.0, sliding=True) if rate_limited else None
         self.api_key, self.max_batch = api_key, max_batch

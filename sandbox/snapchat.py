@@ -25,13 +25,16 @@ SCHEMAS = ("EMAIL_SHA256", "PHONE_SHA256", "MOBILE_AD_ID_SHA256")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
+RATE_LIMIT = (10, 1.0)  # requests per seconds, per ad account
+
+
 class SnapchatStandIn(StandIn):
     vendor = "snapchat"
 
     def __init__(self, *, client_id: str, client_secret: str, refresh_token: str, audience_ids: Iterable[str] = (),
                  token_lifetime_s: float = 1800, rate_limited: bool = True, faults: Faults | None = None,
                  latency_s: float = 0.0, tls: bool = False):
-        super().__init__(faults=faults, window=Window(10, 1.0) if rate_limited else None,
+        super().__init__(faults=faults, window=Window(*RATE_LIMIT) if rate_limited else None,
                          latency_s=latency_s, tls=tls)
         self.client_id, self.client_secret, self.refresh_token = client_id, client_secret, refresh_token
         self.token_lifetime_s = token_lifetime_s
