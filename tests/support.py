@@ -1,8 +1,10 @@
-"""Helpers the tests share: uploading segments, sandbox connections, the accounting invariant."""
+"""Helpers the tests share: uploading segments, sandbox connections, the accounting invariant,
+watching which parsed blocks are alive."""
 
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
 from destinations.base import Pending
@@ -39,3 +41,22 @@ def send_rows(destination, rows: list[tuple[str, list[str]]]) -> dict[int, str]:
         if settled is not None:
             outcome = settled
     return outcome
+
+
+def watch_parsed_blocks(monkeypatch) -> list[int]:
+    """For each block parsed from now on: how many blocks parsed before it were still alive."""
+    from shared import segments
+
+    parsed, alive = [], []
+    parse = segments._parse
+
+    def watched(*args, **kwargs):
+        alive.append(sum(ref() is not None for ref in parsed))
+        block = parse(*args, **kwargs)
+        if block is not None:
+            parsed.append(weakref.ref(block))
+        return block
+
+    monkeypatch.setattr(segments, "_parse", watched)
+    return alive
+

@@ -17,7 +17,7 @@ import function_app
 from runner import run_export
 from sandbox.bundle import AUDIENCE_ID, LIST_ID
 from shared.engine import Services
-from tests.support import assert_accounted, connection_of, upload_segment
+from tests.support import assert_accounted, connection_of, upload_segment, watch_parsed_blocks
 
 HEADER = "CustomerId,Email,Name,Consent"
 SPECIAL_ROWS = [
@@ -147,6 +147,18 @@ def test_duplicates_are_found_across_all_segments_of_an_export(app_env, stand_in
     assert_accounted(report)
     assert report["destination"]["delivered"] == 3 and report["destination"]["skipped"] == 1
     assert [s["rows"] for s in report["segments"]] == [2, 2]
+
+
+def test_a_plan_holds_one_block_of_parsed_rows_at_a_time(app_env, stand_ins, storage, unique, monkeypatch):
+    # Rows take ~7 times their bytes: a plan that kept the block it had used while parsing
+    # the next held twice the memory (at a million profiles, four plans: ~60 MB).
+    body = "".join(f"G{i},person{i}@example.com,Person {i},\n" for i in range(60_000))  # ~2.3 MB: several blocks
+    path = upload_segment(storage, f"{unique}/segment.csv", HEADER + "\n" + body)
+    alive = watch_parsed_blocks(monkeypatch)
+    report = run_export(export_for("snapchat", unique, path), connection_of(stand_ins, "snapchat"))
+    assert report["status"] == "succeeded", report["error"]
+    assert report["destination"]["delivered"] == 60_000
+    assert len(alive) > 4 and alive == [0] * len(alive)
 
 
 def test_the_run_status_route_serves_the_finished_report(app_env, stand_ins, storage, unique):

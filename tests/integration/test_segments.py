@@ -6,7 +6,7 @@ import time
 import pytest
 
 from shared.segments import SegmentError, resolve_columns
-from tests.support import upload_segment
+from tests.support import upload_segment, watch_parsed_blocks
 
 
 def read_all(storage, path, start=None, end=None, first_row=1):
@@ -143,3 +143,20 @@ def _read_ahead_threads_end(timeout_s: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_a_block_let_go_of_is_freed_before_the_next_is_parsed(storage, unique, monkeypatch):
+    # A block's rows take ~7 times its bytes: the reader must not keep the last one while
+    # it parses the next (a plan held two at a time).
+    body = "".join(f"person{i}@example.com,Name {i}\n" for i in range(60_000))  # ~2 MB: several blocks
+    path = upload_segment(storage, f"{unique}/blocks.csv", "Email,Name\n" + body)
+    info = storage.segments.info(path)
+    alive = watch_parsed_blocks(monkeypatch)
+    blocks, rows = storage.segments.blocks(path, info.data_start, info.size), 0
+    block = next(blocks)
+    while block is not None:
+        rows += len(block.rows)
+        del block
+        block = next(blocks, None)
+    assert rows == 60_000 and len(alive) > 3
+    assert alive == [0] * len(alive)
