@@ -107,8 +107,8 @@ def rate_limited(profiles: int = 200_000) -> dict[str, Any]:
     return {"profiles": profiles, "destinations": figures}
 
 
-# A scenario (or, in rate_limited, a destination's run) shorter than this is repeated and
-# its median reported: short runs are the noisiest on a shared machine.
+# A destination's rate_limited run shorter than this is repeated and the median run
+# reported: short runs are the noisiest on a shared machine.
 REPEAT_UNDER_S = 60.0
 REPEATS = 3
 

@@ -256,7 +256,7 @@ def _items(contacts: list[Any], outcomes: list[tuple[str | None, tuple[str, str]
     """A batch's `responses` and `errors` entries, from its contacts and their outcomes."""
     responses, errors = [], []
     for number, (contact, (detail, stored)) in enumerate(zip(contacts, outcomes, strict=True)):
-        item = {"itemID": f"{prefix}{(first_item + number) & 0xFFFFFF:06x}", "request": contact, "status": "finished"}
+        item = {"itemID": _object_id(prefix, first_item + number), "request": contact, "status": "finished"}
         if detail:
             errors.append({**item, "responseCode": 400, "response": _problem(400, "Bad Request", detail).body})
         else:
@@ -284,14 +284,16 @@ _PROCESS_ID = secrets.token_hex(5)
 _COUNTER = itertools.count(secrets.randbelow(1 << 24))
 
 
-def _object_id(prefix: str | None = None) -> str:
+def _object_id(prefix: str | None = None, number: int | None = None) -> str:
     """A 24-hex-digit id shaped like Omnisend's (MongoDB ObjectIds: seconds, process, counter).
 
     Unique and cheap: the stand-in makes two per contact, and drawing them from the
     system's random source cost more than the rest of an upsert. A batch passes the
-    `_id_prefix` it took once for all its items.
+    `_id_prefix` it took once for all its items, and its items' numbers (taken from the
+    stand-in's `items_issued` when the batch was applied, so that asking twice gives the
+    same ids).
     """
-    return f"{prefix or _id_prefix()}{next(_COUNTER) & 0xFFFFFF:06x}"
+    return f"{prefix or _id_prefix()}{(next(_COUNTER) if number is None else number) & 0xFFFFFF:06x}"
 
 
 def _id_prefix() -> str:
