@@ -32,9 +32,9 @@ from shared.engine import finish_run as write_report
 from shared.engine import plan_next_part as plan_more
 from shared.engine import plan_run as make_plan
 from shared.engine.starts import UnknownExport, instance_id, run_request
-from shared.memory import set_up_worker
+from shared.worker import set_up_worker
 
-set_up_worker()  # glibc's heaps and the cycle collector, for a process reading plans and sending chunks
+set_up_worker()  # memory and response headers for a process reading plans and sending chunks (shared/worker.py)
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("segment_export")
 

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.memory import set_up_worker
+from shared.worker import set_up_worker
 
 __all__ = ["LocalRunner", "OrchestrationFailed", "indexed_functions"]
 

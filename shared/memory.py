@@ -26,19 +26,11 @@ import ctypes
 import gc
 import traceback
 
-__all__ = ["collect_cycles_less_often", "fewer_malloc_arenas", "release_frames", "return_large_buffers",
-           "set_up_worker"]
+__all__ = ["collect_cycles_less_often", "fewer_malloc_arenas", "release_frames", "return_large_buffers"]
 
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # mallopt parameters (malloc.h)
 _THRESHOLD = 128 * 1024
 ARENAS = 2
-
-
-def set_up_worker() -> None:
-    """All of the above that a process running plans and chunks wants, once, at its start."""
-    return_large_buffers()  # megabyte blocks move through several threads
-    fewer_malloc_arenas()  # dozens of threads, each of which glibc would give a heap
-    collect_cycles_less_often()  # a plan makes a list per row: the default collector kept walking them
 
 
 def return_large_buffers() -> bool:

@@ -184,3 +184,71 @@ def test_an_answer_slower_than_the_timeout_is_retried_then_reported(server, monk
     with pytest.raises(RetriableError, match="Vendor: no answer within the timeout \\(gave up after 2 attempts\\)"):
         client.request("POST", f"{server.url}/batch", json={})
     assert client.stats.network_errors == 2
+
+
+# Header blocks as servers send them, and the odd shapes the email package must still decide.
+HEADER_BLOCKS = [
+    b"\r\n",
+    b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n",
+    b"A:b\r\nA:   two  \r\nEmpty:\r\nTab:\tx\r\nColons: a:b:c\r\n\r\n",  # repeats, blanks, colons in values
+    b"Latin: \xe9t\xe9\n\n",  # bare LF line ends, a byte that is not ASCII
+    b"A: b\r\n  folded\r\n\r\n",  # an obsolete continuation line
+    b"no colon here\r\nA: b\r\n\r\n",
+    b"A: b\rc\r\n\r\n",  # a stray carriage return
+    b"From someone\r\nA: b\r\n\r\n",
+    b": no name\r\n\r\n",
+    b"Space In Name: x\r\n\r\n",
+    b"A: b\r\n",  # the connection closed before the blank line
+]
+
+
+def _parsed(parse, block: bytes):
+    import io
+
+    message = parse(io.BytesIO(block))
+    state = dict(vars(message))
+    defects = [(type(defect), str(defect)) for defect in state.pop("defects")]
+    return state, defects, message.items()
+
+
+@pytest.mark.parametrize("block", HEADER_BLOCKS)
+def test_response_headers_read_directly_make_the_message_the_email_package_makes(block):
+    from shared.http.headers import _stdlib_parse_headers, parse_headers
+
+    assert _parsed(parse_headers, block) == _parsed(_stdlib_parse_headers, block)
+
+
+def test_response_headers_read_directly_agree_with_the_email_package_on_random_blocks():
+    import random
+
+    from shared.http.headers import _stdlib_parse_headers, parse_headers
+
+    pieces = [b"A", b"b", b":", b" ", b"\t", b"\r", b"\n", b"\r\n", b"\xe9", b"-", b"\x0b", b"\x85"]
+    draw = random.Random(7)
+    for _ in range(5_000):
+        block = b"".join(draw.choice(pieces) for _ in range(draw.randrange(1, 16))) + draw.choice(
+            [b"\r\n\r\n", b"\n\n", b""])
+        assert _parsed(parse_headers, block) == _parsed(_stdlib_parse_headers, block), block
+
+
+def test_a_worker_reads_answer_headers_directly_and_still_honours_an_announced_wait(server, client, monkeypatch):
+    from shared.http import headers
+
+    monkeypatch.setattr(http.client, "parse_headers", http.client.parse_headers)  # restored after the test
+    calls = []
+    monkeypatch.setattr(headers, "_FIELD", _Counting(headers._FIELD, calls))
+    assert headers.read_headers_directly() and http.client.parse_headers is headers.parse_headers
+    server.queue.append(Answer(429, {}, {"Retry-After": "2"}))
+    client.request("POST", f"{server.url}/batch", json={})
+    assert client.waits == [2.0] and client.stats.throttled == 1 and len(calls) == 2  # the 429, then the 200
+
+
+class _Counting:
+    """A compiled pattern that counts its `findall` calls."""
+
+    def __init__(self, pattern, calls: list):
+        self.pattern, self.calls = pattern, calls
+
+    def findall(self, text: str):
+        self.calls.append(text)
+        return self.pattern.findall(text)
