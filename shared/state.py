@@ -5,7 +5,7 @@ Layout of the one storage account (Azurite locally)::
     segments/        input files, as upstream writes them
     exports/         connections/<name>.json, exports/<name>.json (validated on write and read)
     export-runs/     <export>/<run id>/plan.json, report.json, rejected.csv,
-                     chunks/<n>.items + .prepared.json + .invalid.csv (the plan's work),
+                     chunks/<n>.items + .invalid.csv (the plan's work; its counts are in plan.json),
                      chunks/<n>.progress (confirmed batches), chunks/<n>.json (checkpoint),
                      chunks/<n>.rejected.csv (refused by the vendor or not sent)
     export-state/    per export and destination state across runs (membership snapshots)
@@ -248,17 +248,22 @@ class BlobWriter:
 
     def _put(self, parts: list[bytes], final: bool) -> None:
         """Stage `parts` (compressed first, if so; and commit the blob if `final`): runs in
-        order, one call at a time."""
+        order, one call at a time. A blob that ends within its first block is uploaded in
+        one request instead (most chunks' items: one storage call fewer each)."""
         if self._compressor is None:
-            self._stage(parts[0] if len(parts) == 1 else b"".join(parts))
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
         else:
-            for data in parts:
-                self._add_compressed(self._compressor.compress(data))
+            for part in parts:
+                self._add_compressed(self._compressor.compress(part))
             if final:
                 self._add_compressed(self._compressor.flush())
-            if final or self._compressed_size >= self._block_bytes:
-                self._stage(b"".join(self._compressed))
-                self._compressed, self._compressed_size = [], 0
+            if not final and self._compressed_size < self._block_bytes:
+                return
+            data, self._compressed, self._compressed_size = b"".join(self._compressed), [], 0
+        if final and not self._blocks:
+            self._blob.upload_blob(data, overwrite=True)
+            return
+        self._stage(data)
         if final:
             self._blob.commit_block_list(self._blocks)
 
@@ -328,23 +333,18 @@ class RunStore:
     def items_writer(self, export: str, run_id: str, chunk: int, writes: BackgroundWrites | None = None,
                      compress: bool = False) -> BlobWriter:
         """Where the plan writes a chunk's encoded batches, as it produces them. A compressed
-        chunk says so in its prepared counts (`items_compressed`)."""
+        chunk says so in its entry of the plan (`items_compressed`)."""
         blob = self._container.get_blob_client(self.chunk_file(export, run_id, chunk, "items"))
         return BlobWriter(blob, writes=writes, compress=compress)
 
-    def write_prepared(self, export: str, run_id: str, chunk: int, prepared: dict[str, Any]) -> None:
-        """The counts of a chunk's rows that the plan will not send, with their reasons."""
-        _write_json(self._container, self.chunk_file(export, run_id, chunk, "prepared.json"), prepared)
-
-    def prepared(self, export: str, run_id: str, chunk: int) -> tuple[dict[str, Any], Iterator[bytes]]:
-        """The prepared counts of a chunk and its batch lines (bytes, without newline), streamed."""
-        prepared = _read_json(self._container, self.chunk_file(export, run_id, chunk, "prepared.json"))
+    def items(self, export: str, run_id: str, chunk: int, compressed: bool) -> Iterator[bytes]:
+        """A chunk's prepared batch lines (bytes, without newline), streamed."""
         items = self.chunk_file(export, run_id, chunk, "items")
 
         def lines() -> Iterator[bytes]:
             parts: list[bytes] = []  # a line longer than a block (a Snapchat batch) arrives in parts
             blocks = self._container.download_blob(items).chunks()
-            for block in inflated(blocks) if prepared.get("items_compressed") else blocks:
+            for block in inflated(blocks) if compressed else blocks:
                 start = 0
                 while (end := block.find(b"\n", start)) >= 0:
                     parts.append(block[start:end])
@@ -354,7 +354,7 @@ class RunStore:
             if any(parts):
                 yield b"".join(parts)
 
-        return prepared, lines()
+        return lines()
 
     def write_rejected(self, export: str, run_id: str, chunk: int, csv_text: str, kind: str = "rejected") -> str | None:
         """Rejected rows of a chunk (`invalid`: refused by the plan's checks); None when there are none."""
@@ -399,7 +399,7 @@ class RunStore:
         return _read_json(self._container, self.chunk_file(export, run_id, chunk, "json"))
 
     def checkpoints(self, export: str, run_id: str) -> list[dict[str, Any]]:
-        """The results of the run's chunks that finished (`chunks/<n>.json`, not `<n>.prepared.json`)."""
+        """The results of the run's chunks that finished (`chunks/<n>.json`)."""
         found = []
         for blob in self._container.list_blobs(name_starts_with=f"{self.prefix(export, run_id)}/chunks/"):
             if blob.name.rsplit("/", 1)[1].split(".")[1:] == ["json"]:

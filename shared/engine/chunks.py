@@ -58,16 +58,16 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
     connection, export = load_definitions(plan, services)
     cls = destination_class(connection.type)
     started, clock = now_iso(), time.monotonic()
-    prepared, items = runs.prepared(export_name, run_id, index)
+    items = runs.items(export_name, run_id, index, chunk["items_compressed"])
     tally = Tally(chunk["segment"])
     resume_after = tally.restore(runs.progress(export_name, run_id, index))
     if not resume_after:
-        tally.add_prepared(prepared)  # a record restored above already holds these counts
+        tally.add_prepared(chunk)  # a record restored above already holds these counts
     sender = _Sender(cls, tally, lambda record: runs.append_progress(export_name, run_id, index, record),
                      services.settings.progress_interval_s)
     sender.failure = task.get("abandon")
     pacer = None
-    if sender.failure is None and prepared["items"]:
+    if sender.failure is None and chunk["items"]:
         pacer = pacer_for(connection.name, float(connection.settings["requests_per_second"]))
         pacer.join(1 / plan["width"])  # this activity's share of the connection's rate limit
     try:
@@ -92,7 +92,7 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
         "reasons": {"rejected": dict(tally.rejected), "skipped": dict(tally.skipped)},
         "requests": {key: round(value, 3) for key, value in requests.items()},
         "failure": sender.failure,
-        "rejected_files": [path for path in (prepared["invalid_file"],
+        "rejected_files": [path for path in (chunk["invalid_file"],
                                              runs.write_rejected(export_name, run_id, index, tally.rejected_csv))
                            if path],
         "resumed_after_row": resume_after or None,

@@ -4,10 +4,11 @@ The plan is the only step that sees a whole segment, and it reads it once: it ch
 every row, decides which repeat an earlier row's identifier (first occurrence wins,
 across all the export's segments), and cuts the rows into chunks of whole batches. For
 each chunk it writes the vendor items of its sendable rows, already encoded
-(`chunks/<n>.items`), and the count and reasons of the others (`chunks/<n>.prepared.json`,
-`chunks/<n>.invalid.csv`): chunk activities then only send, in parallel, and no row is
-parsed or checked twice. The plan itself (`plan.json`) holds blob names, byte ranges and
-counts; the orchestrator receives only its small summary.
+(`chunks/<n>.items`), and the rows it refused (`chunks/<n>.invalid.csv`): chunk
+activities then only send, in parallel, and no row is parsed or checked twice. The plan
+itself (`plan.json`) holds blob names, byte ranges and counts (a chunk's entry: its rows,
+items, and the counts and reasons of the rows not sent); the orchestrator receives only
+its small summary.
 """
 
 from __future__ import annotations
@@ -395,12 +396,13 @@ class _ChunkWriter:
         runs, name, run_id = self.services.runs, self.plan["export"]["name"], self.plan["run_id"]
         invalid = self.tally.rejected_csv
         self.writes.submit(runs.write_rejected, name, run_id, index, invalid, "invalid")
-        self.writes.submit(runs.write_prepared, name, run_id, index, {
+        # What the chunk activity needs besides its items travels in the plan it reads anyway
+        # (a file of its own cost two storage calls a chunk).
+        self.plan["chunks"].append({
+            "index": index, "segment": self.segment, "start": self.start, "end": end, "first_row": self.first_row,
             "rows": self.rows, "items": self.items, "rejected": dict(self.tally.rejected),
             "skipped": dict(self.tally.skipped), "items_compressed": self.compressed,
             "invalid_file": runs.rejected_path(name, run_id, index, "invalid") if invalid else None})
-        self.plan["chunks"].append({"index": index, "segment": self.segment, "start": self.start, "end": end,
-                                    "first_row": self.first_row, "rows": self.rows, "items": self.items})
 
 
 def _raw(row: list[str], key_index: int) -> str:

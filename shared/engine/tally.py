@@ -47,7 +47,7 @@ class Tally:
         return self._rejected_rows.getvalue()
 
     def add_prepared(self, prepared: dict[str, Any]) -> None:
-        """Count what the plan already decided for this chunk (its rows not sent)."""
+        """Count what the plan already decided for this chunk (its rows not sent), from its plan entry."""
         self.rows += prepared["rows"] - prepared["items"]
         self.rejected.update(prepared["rejected"])
         self.skipped.update(prepared["skipped"])  # left out of the mark: the first record carries them

@@ -53,8 +53,9 @@ def test_no_secret_appears_in_logs_reports_orchestration_data_files_or_output(
         for blob in runs.list_blobs(name_starts_with=f"{export['name']}/"):
             data = runs.download_blob(blob.name).readall()
             if blob.name.endswith(".items"):  # prepared batches, stored compressed for most vendors
-                prepared = json.loads(runs.download_blob(blob.name.removesuffix("items") + "prepared.json").readall())
-                data = b"".join(inflated([data])) if prepared["items_compressed"] else data
+                plan = json.loads(runs.download_blob(blob.name.split("/chunks/")[0] + "/plan.json").readall())
+                index = int(blob.name.rsplit("/", 1)[1].split(".")[0])
+                data = b"".join(inflated([data])) if plan["chunks"][index]["items_compressed"] else data
             written.append(data.decode())
     assert len(written) > 4 * 3
     haystack = "\n".join([caplog.text, json.dumps(captured), json.dumps(reports), *written,

@@ -54,7 +54,8 @@ LONG = ["a" * 65 + "@example.com", "a@" + "b" * 250 + ".com", "a@" + "b" * 64 + 
 
 
 @pytest.mark.parametrize("extra", [[], ["ana\n@example.com"], LONG[:1], LONG[1:2], LONG[2:3], LONG[3:]],
-                         ids=["lines", "newline", "long-local", "long-address", "long-label", "long-label-in-a-short-enough-address"])
+                         ids=["lines", "newline", "long-local", "long-address", "long-label",
+                              "long-label-in-a-short-enough-address"])
 def test_a_block_of_addresses_is_checked_as_each_one_alone(extra):
     """The block check (one pass over the lines) and its fallbacks agree with the check of one address."""
     values = TRICKY + extra

@@ -1,6 +1,6 @@
 """Storage writes done in the background by the plan: in order, bounded, and never failing silently;
-a blob written in parts reads back whole, compressed or not; compressed batches read back in
-bounded pieces; large freed buffers returned to the system."""
+a blob written in parts reads back whole, compressed or not (in one request when it fits a block);
+compressed batches read back in bounded pieces; large freed buffers returned to the system."""
 
 import os
 import threading
@@ -61,6 +61,23 @@ def test_a_blob_written_in_many_parts_reads_back_whole_in_several_blocks(storage
     stored = blob.download_blob().readall()
     assert (b"".join(inflated([stored])) if compress else stored) == "".join(parts).encode()
     assert len(blob.get_block_list()[0]) > 3
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_blob_that_fits_one_block_is_uploaded_whole_in_one_request(storage, unique, compress):
+    blob = storage.container("export-runs").get_blob_client(f"{unique}/small.items")
+    calls = []
+    for name in ("upload_blob", "stage_block", "commit_block_list"):
+        method = getattr(blob, name)
+        setattr(blob, name, lambda *args, _method=method, _name=name, **kwargs: (calls.append(_name),
+                                                                                 _method(*args, **kwargs)))
+    with BackgroundWrites() as writes:
+        writer = BlobWriter(blob, writes=writes, compress=compress)
+        writer.write(["a batch\n", "another\n"])
+        writer.close()
+    stored = blob.download_blob().readall()
+    assert (b"".join(inflated([stored])) if compress else stored) == b"a batch\nanother\n"
+    assert calls == ["upload_blob"]
 
 
 def _fail() -> None:
