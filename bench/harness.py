@@ -40,15 +40,18 @@ class Measured:
     others_cpu_s: dict[str, float]  # CPU the stand-ins and Azurite used meanwhile
 
 
-def process_cpu_s(pid: int) -> float:
-    """User+system CPU seconds a running process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def process_cpu_s(pids: list[int]) -> float:
+    """User+system CPU seconds running processes have used so far, together (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
 def environment(*, rate_limited: bool, latency_s: float = 0.0, tls: bool = False):
-    """Azurite and a stand-in process; yields (storage, sandbox, env for the exporter)."""
+    """Azurite and the stand-in processes; yields (storage, sandbox, env for the exporter)."""
     with Azurite() as azurite, RemoteSandbox(rate_limited=rate_limited, latency_s=latency_s, tls=tls) as sandbox, \
             tempfile.TemporaryDirectory(prefix="bench-") as folder:
         secrets = os.path.join(folder, "secrets.json")
@@ -59,7 +62,7 @@ def environment(*, rate_limited: bool, latency_s: float = 0.0, tls: bool = False
                "ALLOW_LOCAL_ENDPOINTS": "true", "PYTHONPATH": str(ROOT)}
         if tls:
             env["REQUESTS_CA_BUNDLE"] = sandbox.ca_path
-        env["BENCH_PIDS"] = json.dumps({"stand_ins": sandbox.pid, "azurite": azurite.pid})
+        env["BENCH_PIDS"] = json.dumps({"stand_ins": sandbox.pids, "azurite": [azurite.pid]})
         yield storage, sandbox, env, folder
 
 
@@ -72,10 +75,10 @@ def segment(storage: Storage, profiles: int) -> str:
 
 
 def run_exporter(env: dict[str, str], folder: str, connections: list[dict[str, Any]],
-                 exports: list[dict[str, Any]], others: dict[str, int] | None = None) -> Measured:
+                 exports: list[dict[str, Any]], others: dict[str, list[int]] | None = None) -> Measured:
     """Run `exports` at once in one exporter process; measure it (and the CPU of `others` pids)."""
     others = others or {}
-    before = {name: process_cpu_s(pid) for name, pid in others.items()}
+    before = {name: process_cpu_s(pids) for name, pids in others.items()}
     job = os.path.join(folder, f"job-{time.monotonic_ns()}.json")
     result = job + ".result"
     Path(job).write_text(json.dumps({"connections": connections, "exports": exports}))
@@ -86,7 +89,7 @@ def run_exporter(env: dict[str, str], folder: str, connections: list[dict[str, A
     if status != 0:
         raise RuntimeError(f"the exporter process failed (status {status})")
     outcome = json.loads(Path(result).read_text())
-    others_cpu = {name: round(process_cpu_s(pid) - before[name], 1) for name, pid in others.items()}
+    others_cpu = {name: round(process_cpu_s(pids) - before[name], 1) for name, pids in others.items()}
     return Measured(round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), round(usage.ru_maxrss / 1024, 1),
                     outcome["reports"], outcome["walls"], others_cpu)
 

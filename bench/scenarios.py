@@ -171,7 +171,7 @@ def memory(profiles: int = 10_000_000) -> dict[str, Any]:
             "peak_rss_mb": measured.peak_rss_mb, "other_processes_cpu_s": measured.others_cpu_s}
 
 
-def _others(env: dict[str, str]) -> dict[str, int]:
+def _others(env: dict[str, str]) -> dict[str, list[int]]:
     return json.loads(env["BENCH_PIDS"])
 
 
