@@ -3,7 +3,8 @@
     python -m bench.exporter JOB.json RESULT.json
 
 JOB holds {"connections": [...], "exports": [...]}; RESULT receives each run's report
-and its wall time. Nothing else runs in this process, so its rusage is the exporter's.
+and its wall time, and how many segment blocks the plans read and shared. Nothing else
+runs in this process, so its rusage is the exporter's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 from runner import run_export
+from shared.segments.sharing import shared_blocks
 
 
 def main(job_path: str, result_path: str) -> None:
@@ -32,7 +34,9 @@ def main(job_path: str, result_path: str) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    Path(result_path).write_text(json.dumps({"reports": reports, "walls": walls}))
+    shared = shared_blocks()  # segment blocks read from storage, and taken from another plan instead
+    Path(result_path).write_text(json.dumps({"reports": reports, "walls": walls, "segment_blocks": {
+        "read": shared.read_blocks, "taken": shared.taken_blocks}}))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ class Measured:
     reports: dict[str, dict[str, Any]]
     run_walls: dict[str, float]
     others_cpu_s: dict[str, float]  # CPU the stand-ins and Azurite used meanwhile
+    segment_blocks: dict[str, int]  # blocks the plans read from storage, and took from another plan instead
 
 
 def process_cpu_s(pids: list[int]) -> float:
@@ -91,7 +92,7 @@ def run_exporter(env: dict[str, str], folder: str, connections: list[dict[str, A
     outcome = json.loads(Path(result).read_text())
     others_cpu = {name: round(process_cpu_s(pids) - before[name], 1) for name, pids in others.items()}
     return Measured(round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), round(usage.ru_maxrss / 1024, 1),
-                    outcome["reports"], outcome["walls"], others_cpu)
+                    outcome["reports"], outcome["walls"], others_cpu, outcome["segment_blocks"])
 
 
 def connections_for(sandbox: RemoteSandbox, **settings: Any) -> list[dict[str, Any]]:

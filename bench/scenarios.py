@@ -58,7 +58,8 @@ def throughput(profiles: int = 1_000_000) -> dict[str, Any]:
         measured = run_exporter(env, folder, connections, _exports(path), _others(env))
     _check(measured.reports, profiles)
     return {"profiles": profiles, "wall_s": measured.wall_s, "cpu_s": measured.cpu_s,
-            "peak_rss_mb": measured.peak_rss_mb, "other_processes_cpu_s": measured.others_cpu_s, "destinations": {
+            "peak_rss_mb": measured.peak_rss_mb, "other_processes_cpu_s": measured.others_cpu_s,
+            "segment_blocks": measured.segment_blocks, "destinations": {
                 _type_of(report): {"profiles_per_s": round(profiles / measured.run_walls[name]),
                                    "wall_s": measured.run_walls[name],
                                    "requests": report["destination"]["requests"].get("requests", 0)}

@@ -45,7 +45,7 @@ def send_rows(destination, rows: list[tuple[str, list[str]]]) -> dict[int, str]:
 
 def watch_parsed_blocks(monkeypatch) -> list[int]:
     """For each block parsed from now on: how many blocks parsed before it were still alive."""
-    from shared import segments
+    from shared.segments import parsing as segments
 
     parsed, alive = [], []
     parse = segments._parse

@@ -8,7 +8,9 @@ each chunk it writes the vendor items of its sendable rows, already encoded
 activities then only send, in parallel, and no row is parsed or checked twice. The plan
 itself (`plan.json`) holds blob names, byte ranges and counts (a chunk's entry: its rows,
 items, and the counts and reasons of the rows not sent); the orchestrator receives only
-its small summary.
+its small summary. Plans of other exports reading the same segment at the same time in
+this process share its blocks (`shared.segments.sharing`): a part goes on from the start
+of the block where the part before stopped, on the blocks' grid.
 """
 
 from __future__ import annotations
@@ -148,7 +150,10 @@ def _begin(plan: dict[str, Any], export: Export, services: Services) -> None:
                                  "columns": columns, "data_start": info.data_start, "rows": 0})
     first = plan["segments"][0]
     # Where the next part starts, and what the first block told of the rows to expect.
+    # `block_offset`, `block_row`: the start of the block holding the cursor, where the next
+    # part starts reading (so that it reads the blocks other plans of the file read).
     plan["cursor"] = {"segment": 0, "offset": first["data_start"], "row": 1, "parts": 0,
+                      "block_offset": first["data_start"], "block_row": 1,
                       "rows_per_chunk": None, "expected_rows": None}
 
 
@@ -193,8 +198,10 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
         destination = cls(connection, export, columns)  # no credentials: it prepares items, sends nothing
         chunk = _ChunkWriter(plan, path, cursor["offset"], cursor["row"], destination, services, writes)
         limit = None  # the rows of the chunk being filled, decided once the first block tells the row size
-        blocks = reader.blocks(path, cursor["offset"], segment["bytes"], first_row=cursor["row"],
-                               etag=segment["etag"])
+        # Plans read before this stop kept no block start: they read from the cursor itself.
+        blocks = reader.blocks(path, cursor.get("block_offset", cursor["offset"]), segment["bytes"],
+                               first_row=cursor.get("block_row", cursor["row"]), etag=segment["etag"],
+                               shared_by=f"{plan['export']['name']}/{plan['run_id']}")
         with closing(blocks):  # a part that ends mid-segment stops the segment's download
             for block in blocks:
                 if cursor["rows_per_chunk"] is None:  # the first block tells how many rows to expect
@@ -208,7 +215,7 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
                 if limit is None:
                     limit = _chunk_rows(plan, chunk.start, full_only, batch)
                 keys, problems = classify_block(block, columns_count, key_index, identifier, cls)
-                index = 0
+                index = max(0, cursor["row"] - block.first_row)  # rows before it: an earlier part's
                 while index < len(block.rows):
                     take = min(len(block.rows) - index, limit - chunk.rows)
                     # Keys are remembered only as their rows are taken: the rest of the block
@@ -224,6 +231,10 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
                         if chunks_in_part >= part_chunks:
                             if end >= segment["bytes"]:  # the segment ended with this chunk
                                 _next_segment(plan)
+                            elif index < len(block.rows):
+                                cursor["block_offset"], cursor["block_row"] = block.start, block.first_row
+                            else:
+                                cursor["block_offset"], cursor["block_row"] = end, cursor["row"]
                             return first_seen
                         chunk = _ChunkWriter(plan, path, end, cursor["row"], destination, services, writes)
                         limit = _chunk_rows(plan, end, full_only, batch)
@@ -241,6 +252,7 @@ def _next_segment(plan: dict[str, Any]) -> None:
     cursor["segment"] += 1
     if cursor["segment"] < len(plan["segments"]):
         cursor["offset"], cursor["row"] = plan["segments"][cursor["segment"]]["data_start"], 1
+        cursor["block_offset"], cursor["block_row"] = cursor["offset"], 1
 
 
 def _keep_first_seen(key: tuple[str, str], parts: int, first_seen: FirstSeen) -> None:

@@ -161,6 +161,42 @@ def test_a_plan_holds_one_block_of_parsed_rows_at_a_time(app_env, stand_ins, sto
     assert len(alive) > 4 and alive == [0] * len(alive)
 
 
+def test_exports_of_one_segment_run_at_once_share_its_blocks_and_each_account_for_every_row(
+        app_env, stand_ins, storage, unique, monkeypatch):
+    import threading
+
+    from shared.engine import planning
+    from shared.segments.sharing import shared_blocks
+
+    body = "".join(f"C{i},person{i}@example.com,Person {i},yes\n" for i in range(60_000))  # ~2.3 MB: several blocks
+    path = upload_segment(storage, f"{unique}/segment.csv", HEADER + "\n" + body)
+    together = threading.Barrier(2, timeout=30)  # both plans start reading at once, as a schedule starts them
+    monkeypatch.setattr(function_app, "make_plan", lambda request, services: together.wait() is not None and
+                        planning.plan_run(request, services))
+    shared = shared_blocks()
+    read_before, taken_before = shared.read_blocks, shared.taken_blocks
+    types, reports = ("snapchat", "campaign_monitor"), {}
+    threads = [threading.Thread(target=lambda t=type_: reports.update(
+        {t: run_export(export_for(t, unique, path), connection_of(stand_ins, t))})) for type_ in types]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    for type_ in types:
+        assert reports[type_]["status"] == "succeeded", reports[type_]["error"]
+        assert reports[type_]["destination"]["delivered"] == 60_000
+        assert_accounted(reports[type_])
+    assert held(stand_ins, "campaign_monitor") == {f"person{i}@example.com" for i in range(60_000)}
+    info = storage.segments.info(path)
+    blocks = sum(1 for _ in storage.segments.blocks(path, info.data_start, info.size))
+    read, taken = shared.read_blocks - read_before, shared.taken_blocks - taken_before
+    # Each plan reading the file for itself would read 2 x blocks (and more: a part goes on
+    # from the start of the block where the one before stopped).
+    assert read + taken >= 2 * blocks and read < 1.5 * blocks, (read, taken, blocks)
+    assert shared.held() == 0
+
+
 def test_the_run_status_route_serves_the_finished_report(app_env, stand_ins, storage, unique):
     import azure.functions as func
 

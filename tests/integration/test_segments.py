@@ -160,3 +160,101 @@ def test_a_block_let_go_of_is_freed_before_the_next_is_parsed(storage, unique, m
         block = next(blocks, None)
     assert rows == 60_000 and len(alive) > 3
     assert alive == [0] * len(alive)
+
+
+# -- plans reading one segment at once share its blocks ---------------------------------
+
+def _quoted_segment(storage, path, rows=60_000):
+    """~2.5 MB (five blocks or so), quoted fields with newlines and commas throughout."""
+    body = "".join(f'p{i}@example.com,"Name, {i}","line\none"\n' for i in range(rows))
+    upload_segment(storage, path, "Email,Name,Note\n" + body)
+    return storage.segments.info(path)
+
+
+def _shared_reads(storage, info, *names, start=None, first_row=1):
+    start = info.data_start if start is None else start
+    return [storage.segments.blocks(info.path, start, info.size, first_row=first_row, etag=info.etag, shared_by=name)
+            for name in names]
+
+
+def _spans(blocks):
+    return [(block.start, block.end, block.first_row, len(block.rows)) for block in blocks]
+
+
+def test_blocks_read_from_any_block_start_are_those_of_a_read_of_the_whole_file(storage, unique):
+    # What lets plans share blocks: where a block ends depends on the file only, not on where
+    # the reader started or how its downloads were cut. A row longer than a block included.
+    field = '"' + ("x" * 999 + "\n") * 100 + '"'  # 100 KB: csv's own limit on a field is 128 KB
+    long_row = "big@example.com," + ",".join([field] * 7) + "\n"
+    body = "".join(f'p{i}@example.com,"N, {i}",x\n' for i in range(30_000)) + long_row + \
+        "".join(f"q{i}@example.com,M,y\n" for i in range(30_000))
+    path = upload_segment(storage, f"{unique}/grid.csv", "Email,Name,Note\n" + body)
+    reader = storage.segments
+    info = reader.info(path)
+    whole = list(reader.blocks(path, info.data_start, info.size))
+    assert len(whole) >= 4 and any(block.end - block.start > 700_000 for block in whole)
+    for number in (1, len(whole) // 2, len(whole) - 1):
+        block = whole[number]
+        tail = list(reader.blocks(path, block.start, info.size, first_row=block.first_row))
+        assert _spans(tail) == _spans(whole[number:])
+
+
+def test_plans_reading_a_segment_at_once_read_each_block_once_and_see_the_same_rows(storage, unique):
+    from shared.segments.sharing import shared_blocks
+
+    info = _quoted_segment(storage, f"{unique}/shared.csv")
+    alone = list(storage.segments.blocks(info.path, info.data_start, info.size))
+    shared = shared_blocks()
+    read_before, taken_before = shared.read_blocks, shared.taken_blocks
+    first, second = _shared_reads(storage, info, "first/run", "second/run")
+    seen_first, seen_second = [], []
+    for block in first:  # in step, as plans on two threads would be
+        seen_first.append(block)
+        seen_second.append(next(second))
+    assert next(second, None) is None
+    assert _spans(seen_first) == _spans(seen_second) == _spans(alone) and len(alone) > 3
+    assert [b.rows for b in seen_second] == [b.rows for b in alone]
+    assert shared.read_blocks - read_before == len(alone)  # from storage once, by either plan
+    assert shared.taken_blocks - taken_before == len(alone)
+    assert shared.held() == 0  # nothing kept once both have read it
+
+
+def test_a_plan_alone_keeps_no_block_but_the_one_it_reads(storage, unique, monkeypatch):
+    from shared.segments.sharing import shared_blocks
+
+    info = _quoted_segment(storage, f"{unique}/alone.csv")
+    alive = watch_parsed_blocks(monkeypatch)
+    (blocks,) = _shared_reads(storage, info, "alone/run")
+    block = next(blocks)
+    while block is not None:  # as a plan reads: it lets go of a block before it asks for the next
+        assert shared_blocks().held() == 1
+        del block
+        block = next(blocks, None)
+    assert shared_blocks().held() == 0
+    assert len(alive) > 3 and alive == [0] * len(alive)  # none kept while the next is parsed
+
+
+def test_a_plan_read_in_parts_finds_the_blocks_read_meanwhile_kept_for_its_next_part(storage, unique):
+    from shared.segments.sharing import shared_blocks
+
+    info = _quoted_segment(storage, f"{unique}/parts.csv")
+    shared = shared_blocks()
+    read_before = shared.read_blocks
+    part, other = _shared_reads(storage, info, "parts/run", "other/run")
+    next(other)
+    stopped_in = next(part)
+    part.close()  # the part ends inside its first block; the other plan reads on meanwhile
+    rest = list(other)
+    (next_part,) = _shared_reads(storage, info, "parts/run", start=stopped_in.start, first_row=stopped_in.first_row)
+    assert _spans(list(next_part)) == _spans([stopped_in] + rest)
+    assert shared.read_blocks - read_before == 1 + len(rest)  # the next part read nothing again
+    assert shared.held() == 0
+
+
+def test_a_malformed_segment_fails_every_plan_reading_it_at_once(storage, unique):
+    body = "".join(f"p{i}@example.com,N\n" for i in range(40_000)) + '"never closed@example.com,N\n'
+    path = upload_segment(storage, f"{unique}/broken.csv", "Email,Name\n" + body)
+    info = storage.segments.info(path)
+    for blocks in _shared_reads(storage, info, "one/run", "two/run"):
+        with pytest.raises(SegmentError, match="malformed CSV"):
+            list(blocks)

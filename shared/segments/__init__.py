@@ -1,0 +1,14 @@
+"""Segments: reading segment files from the `segments` container, in blocks of whole rows.
+
+A segment is a CSV file with a header row: UTF-8 with or without BOM, LF or CRLF line
+ends, RFC 4180 quoting (fields may hold commas, quotes and newlines). Reading is
+streamed, a megabyte at a time, and parsed in blocks (`parsing`); the plan reads each
+file once (`SegmentReader.blocks`) and cuts it into chunks at row boundaries
+(`offset_after`); plans reading the same file at once share its blocks (`sharing`).
+"""
+
+from .parsing import Block, SegmentError, offset_after
+from .reader import DOWNLOAD_BYTES, SegmentInfo, SegmentReader, resolve_columns
+
+__all__ = ["DOWNLOAD_BYTES", "Block", "SegmentError", "SegmentInfo", "SegmentReader", "offset_after",
+           "resolve_columns"]

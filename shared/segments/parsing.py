@@ -1,0 +1,235 @@
+"""Cutting a segment's bytes into blocks of whole rows, and parsing them.
+
+Where a block ends depends only on where it starts and on the file's bytes: the last
+row boundary (a newline with an even number of quotes before it) within BLOCK_BYTES of
+its start, or within more when no row ends there. Two plans reading the same file from
+the same block start therefore cut the same blocks whatever the sizes of their
+downloads, which is what lets plans share them (`sharing.py`). Each block is parsed
+whole by the csv module (or split, when nothing is quoted), in C, so a row costs little
+Python; the next megabyte downloads while one is parsed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["BLOCK_BYTES", "Block", "SegmentError", "cut_blocks", "offset_after"]
+
+# Rows are parsed in blocks of about BLOCK_BYTES: big enough that parsing happens in C,
+# small enough that a dozen plans reading at once stay within memory (a block's rows take
+# ~7 times its bytes).
+BLOCK_BYTES = 512 * 1024
+# A row longer than this (a quote never closed, most likely) makes the file unreadable.
+MAX_ROW_BYTES = 64 * 1024 * 1024
+
+
+class SegmentError(Exception):
+    """A segment file cannot be read as the export expects. The message names file and place."""
+
+
+@dataclass
+class Block:
+    """Consecutive rows of a segment, parsed together: the unit of reading and of planning.
+
+    Read-only once made: plans reading the same segment at once share it.
+    """
+
+    first_row: int  # the number of its first row (1-based data row number in the file)
+    rows: list[list[str]]  # its non-blank rows
+    start: int  # byte offset of its first byte
+    end: int  # byte offset just past its last row
+    data: bytes = field(repr=False)  # its bytes, kept to find a row boundary inside it
+    bad: frozenset[int] = frozenset()  # indices of rows holding bytes that are not UTF-8
+
+
+def cut_blocks(path: str, chunks: Iterator[bytes], start: int, first_row: int) -> Iterator[Block]:
+    """The blocks of the bytes `chunks` yields, which start at row boundary `start` (row
+    number `first_row`); the last block ends where the bytes do."""
+    buffer = bytearray()
+    offset, number, limit = start, first_row, BLOCK_BYTES
+    for data in _read_ahead(chunks):
+        view = memoryview(data)
+        for piece in range(0, len(view), BLOCK_BYTES):
+            buffer += view[piece:piece + BLOCK_BYTES]
+            while len(buffer) >= limit:
+                cut = _last_row_end(buffer, limit)
+                block = _parse(path, bytes(buffer[:cut]), offset, number, final=False) if cut > 0 else None
+                if block is None:  # no row ends within the limit (or the cut was inside a quoted field)
+                    _check_growth(path, offset, buffer)
+                    limit += BLOCK_BYTES
+                    continue
+                del buffer[:cut]
+                offset, number, limit = block.end, number + len(block.rows), BLOCK_BYTES
+                yield block
+                # Not held while the next block is parsed: two blocks of rows were a plan's largest memory.
+                del block
+    # The bytes end: their whole rows first (a range that ends inside a row, like the
+    # header's first 64 KB, still gives the rows before), then the rest, which must parse.
+    cut = _last_row_end(buffer, len(buffer))
+    if 0 < cut < len(buffer):
+        block = _parse(path, bytes(buffer[:cut]), offset, number, final=False)
+        if block is not None:
+            del buffer[:cut]
+            offset, number = block.end, number + len(block.rows)
+            yield block
+            del block
+    if buffer:
+        yield _parse(path, bytes(buffer), offset, number, final=True)
+
+
+def offset_after(block: Block, count: int) -> int:
+    """The byte offset just past the first `count` rows of `block` (a chunk boundary)."""
+    if count >= len(block.rows):
+        return block.end
+    data = block.data
+    if b'"' not in data and b"\n\n" not in data and b"\n\r\n" not in data and not data.startswith((b"\n", b"\r")):
+        # No quoting and no blank lines: the row ends at its newline.
+        position = -1
+        for _ in range(count):
+            position = data.index(b"\n", position + 1)
+        return block.start + position + 1
+    for seen, (_, end, _) in enumerate(_rows_with_ends(block.data, block.start, ""), start=1):
+        if seen == count:
+            return end
+    return block.end
+
+
+def _last_row_end(buffer: bytearray, limit: int) -> int:
+    """Index just past the last newline within `buffer[:limit]` that ends a row (an even
+    number of quotes before it), or -1.
+
+    A guess when quotes also appear inside unquoted fields (`5'11"`); `_parse` then finds
+    out and the caller looks further.
+    """
+    quotes = buffer.count(b'"', 0, limit)
+    position = min(limit, len(buffer))
+    while True:
+        newline = buffer.rfind(b"\n", 0, position)
+        if newline < 0:
+            return -1
+        if (quotes - buffer.count(b'"', newline + 1, limit)) % 2 == 0:
+            return newline + 1
+        position = newline
+
+
+def _check_growth(path: str, offset: int, buffer: bytearray) -> None:
+    if len(buffer) > MAX_ROW_BYTES:
+        raise SegmentError(f"segment {path}: no row ends within {MAX_ROW_BYTES // 2**20} MB after byte {offset}: "
+                           "a quote is probably never closed")
+
+
+def _parse(path: str, data: bytes, start: int, first_row: int, final: bool) -> Block | None:
+    """Parse whole rows; None when `data` ends inside a quoted field and more data follows."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _parse_lines(path, data, start, first_row, final)
+    lines = text.replace("\r\n", "\n")
+    if '"' not in lines and "\r" not in lines:
+        # No quoting, no lone CR: splitting is what csv would do, at half the cost.
+        return Block(first_row, [line.split(",") for line in lines.split("\n") if line], start,
+                     start + len(data), data)
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if row]
+    except csv.Error as error:
+        if not final:
+            return None
+        raise SegmentError(f"segment {path}: malformed CSV between bytes {start} and {start + len(data)}: "
+                           f"{error}") from None
+    return Block(first_row, rows, start, start + len(data), data)
+
+
+def _parse_lines(path: str, data: bytes, start: int, first_row: int, final: bool) -> Block | None:
+    """The slow way, line by line, for a block with bytes that are not UTF-8: which rows hold them."""
+    rows, bad = [], set()
+    try:
+        for fields, _, utf8 in _rows_with_ends(data, start, path):
+            if not utf8:
+                bad.add(len(rows))
+            rows.append(fields)
+    except SegmentError:
+        if not final:
+            return None
+        raise
+    return Block(first_row, rows, start, start + len(data), data, frozenset(bad))
+
+
+def _rows_with_ends(data: bytes, start: int, path: str) -> Iterator[tuple[list[str], int, bool]]:
+    """Non-blank rows of `data` with the byte offset each ends at and whether it was valid UTF-8."""
+    position = [start, True]  # end offset of the lines read so far; no bad bytes since the last row
+
+    def lines() -> Iterator[str]:
+        offset = start
+        for line in data.splitlines(keepends=True) if b"\r" not in data else _split_lf(data):
+            offset += len(line)
+            position[0] = offset
+            try:
+                yield line.decode("utf-8")
+            except UnicodeDecodeError:
+                position[1] = False
+                yield line.decode("utf-8", errors="replace")
+
+    try:
+        for fields in csv.reader(lines(), strict=True):
+            # csv pulls lines only as far as the row it returns, so `position` is this row's end.
+            utf8, position[1] = position[1], True
+            if fields:
+                yield fields, position[0], utf8
+    except csv.Error as error:
+        raise SegmentError(f"segment {path}: malformed CSV near byte {position[0]}: {error}") from None
+
+
+def _split_lf(data: bytes) -> list[bytes]:
+    """Lines ending in LF (a CR stays part of its line, as csv expects for CRLF)."""
+    pieces = data.split(b"\n")
+    last = pieces.pop()
+    return [piece + b"\n" for piece in pieces] + ([last] if last else [])
+
+
+_END = object()
+
+
+def _read_ahead(chunks: Iterator[bytes], depth: int = 1) -> Iterator[bytes]:
+    """`chunks`, downloaded by a thread of their own up to `depth` ahead of the reader (plus
+    the one it holds until there is room).
+
+    The next megabyte of a segment arrives while this one is parsed: waiting for each
+    download in turn was a fifth of a plan's time. One ahead is enough (a download takes
+    a few milliseconds, the plan's work on a megabyte a few hundred); each one more is a
+    megabyte per plan. A download failure is raised here.
+    """
+    ready: queue.Queue[Any] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def offer(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the reader went away
+
+    def download() -> None:
+        try:
+            for data in chunks:
+                if not offer(data):
+                    return
+            offer(_END)
+        except BaseException as error:  # noqa: BLE001 - handed to the reader, who raises it
+            offer(error)
+
+    threading.Thread(target=download, name="segment-read-ahead", daemon=True).start()
+    try:
+        while (item := ready.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
