@@ -4,8 +4,8 @@ A destination module declares a `SPEC` (its settings, export target, credentials
 what `shared.config` validates) and a `Destination` subclass with three parts:
 
 - `identify_all(values)`: the rows' identifiers as the vendor keys them (by default
-  normalised, checked emails), a block of rows at a time; also the keys for
-  deduplication. None, with a reason, for an invalid one.
+  normalised, checked emails, made keys by `keys_of_emails`), a block of rows at a time;
+  also the keys for deduplication. None, with a reason, for an invalid one.
 - `items(keys, rows)`: the vendor's JSON text for the profiles of many rows at once (the
   rows of a block), written column by column: this runs for every row of every segment.
   None and a reason for a row the vendor would refuse (a field too long, an invalid
@@ -108,14 +108,26 @@ class Destination(ABC):
                                   if role.startswith("attribute:")}
         self._templates: dict[tuple[str, ...], Template] = {}
 
-    @staticmethod
-    def identify_all(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
+    @classmethod
+    def identify_all(cls, values: list[str]) -> tuple[list[str | None], dict[int, str]]:
         """The keys of a block's identifiers: None for a blank one, None and a reason for an invalid one.
 
-        By default the identifiers are emails, normalised and checked; destinations keyed
-        otherwise (Braze's customer id, Snapchat's hash) override this.
+        By default the identifiers are emails, normalised and checked (`keys_of_emails`
+        then makes the keys); a destination keyed otherwise (Braze's customer id)
+        overrides this.
         """
-        return email_keys(values)
+        return cls.keys_of_emails(values, *email_keys(values))
+
+    @staticmethod
+    def keys_of_emails(values: list[str], emails: list[str | None],
+                       reasons: dict[int, str]) -> tuple[list[str | None], dict[int, str]]:
+        """The keys of identifiers already normalised and checked as emails (`email_keys` of
+        `values`): the emails themselves by default; Snapchat hashes them.
+
+        Returns new objects: the plans of several exports reading one segment share the
+        emails of a block (`shared.engine.rows`), so none may change them.
+        """
+        return list(emails), dict(reasons)
 
     @classmethod
     def identify(cls, value: str) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from shared.config import DestinationSpec, Setting
 from shared.http import RefreshingBearer, Response, json_body, vendor_message
-from shared.profiles import email_keys, is_sha256_hex, sha256_hexes
+from shared.profiles import is_sha256_hex, sha256_hexes
 
 from .base import Destination, FatalError
 
@@ -51,9 +51,9 @@ class Snapchat(Destination):
     COMPRESS_PREPARED = False
 
     @staticmethod
-    def identify_all(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
-        emails, reasons = email_keys(values)
-        keys = sha256_hexes(emails)
+    def keys_of_emails(values: list[str], emails: list[str | None],
+                       reasons: dict[int, str]) -> tuple[list[str | None], dict[int, str]]:
+        keys, reasons = sha256_hexes(emails), dict(reasons)
         for index in [index for index, email in enumerate(emails) if email is None]:
             hashed = values[index].strip().lower()
             if is_sha256_hex(hashed):  # already hashed upstream: never hash twice

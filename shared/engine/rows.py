@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from destinations import Destination
+from shared.profiles import email_keys
 from shared.segments import Block
 
 __all__ = ["FirstSeen", "IDENTIFIER_LABELS", "classify_block"]
@@ -28,8 +29,10 @@ def classify_block(block: Block, width: int, key_index: int, identifier: str,
     without identifier. Duplicates are decided by the caller, from the keys.
     """
     rows = block.rows
-    values = [row[key_index] if len(row) == width else "" for row in rows]
-    keys, reasons = destination.identify_all(values)
+    if identifier == "email":
+        keys, reasons = destination.keys_of_emails(*_checked_emails(block, width, key_index))
+    else:
+        keys, reasons = destination.identify_all([row[key_index] if len(row) == width else "" for row in rows])
     problems: dict[int, tuple[str, str]] = {}
     for index in block.bad:
         keys[index] = None
@@ -44,6 +47,19 @@ def classify_block(block: Block, width: int, key_index: int, identifier: str,
         else:
             problems[index] = ("skipped", f"missing {IDENTIFIER_LABELS[identifier]}")
     return keys, problems
+
+
+def _checked_emails(block: Block, width: int,
+                    key_index: int) -> tuple[list[str], list[str | None], dict[int, str]]:
+    """A column of the block's rows and its emails checked (`email_keys`), worked out once
+    for the block: the exports reading one segment at once share its blocks, and most of
+    them are keyed by the same email column (Snapchat, Omnisend, Campaign Monitor)."""
+    with block.derived_lock:  # one plan works it out, the others wait for it
+        found = block.derived.get(("emails", width, key_index))
+        if found is None:
+            values = [row[key_index] if len(row) == width else "" for row in block.rows]
+            found = block.derived["emails", width, key_index] = (values, *email_keys(values))
+    return found
 
 
 class FirstSeen:

@@ -36,7 +36,7 @@ WAIT_S = 10.0
 # How far a plan may read ahead of the others on the same segment, and how long it waits
 # for them to catch up before it reads on anyway.
 LEAD_BYTES = 2 * BLOCK_BYTES
-LEAD_WAIT_S = 0.5
+LEAD_WAIT_S = 2.0
 
 
 @dataclass(eq=False)

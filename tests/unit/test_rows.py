@@ -1,6 +1,40 @@
-"""Deduplication state: the first occurrence of a key wins, in a block, across blocks, past its expected size."""
+"""What becomes of each row: its key or its problem (worked out once per block for all the
+exports reading it), and the first occurrence of a key wins, in a block, across blocks,
+past its expected size."""
 
-from shared.engine.rows import FirstSeen
+import hashlib
+
+from destinations import destination_class
+from shared.engine import rows
+from shared.engine.rows import FirstSeen, classify_block
+from shared.segments import Block
+
+
+def _block() -> Block:
+    lines = [["Ana@Example.com", "x"], ["not-an-email", "x"], ["", "x"], ["ben@example.com"], ["ana@example.com", "y"]]
+    return Block(first_row=1, rows=lines, start=0, end=100, data=b"")
+
+
+def test_exports_keyed_by_the_same_email_column_check_a_block_once_and_get_keys_of_their_own(monkeypatch):
+    checked = []
+    email_keys = rows.email_keys
+    monkeypatch.setattr(rows, "email_keys", lambda values: checked.append(values) or email_keys(values))
+    block = _block()
+    results = {type_: classify_block(block, 2, 0, "email", destination_class(type_))
+               for type_ in ("campaign_monitor", "snapchat", "omnisend")}
+    assert len(checked) == 1  # one check for the three exports
+    width_problem = ("rejected", "row has 1 fields, the header has 2")
+    for type_ in ("campaign_monitor", "omnisend"):
+        keys, problems = results[type_]
+        assert keys == ["ana@example.com", None, None, None, "ana@example.com"]
+        assert problems[1][0] == "rejected" and problems[2] == ("skipped", "missing email")
+        assert problems[3] == width_problem
+    keys, problems = results["snapchat"]
+    assert keys[0] == keys[4] == hashlib.sha256(b"ana@example.com").hexdigest()
+    assert keys[1:4] == [None, None, None] and problems[3] == width_problem
+    # One export's keys are its own: the shared check is not changed through them.
+    results["omnisend"][0][0] = "changed"
+    assert classify_block(block, 2, 0, "email", destination_class("campaign_monitor"))[0][0] == "ana@example.com"
 
 
 def test_the_first_occurrence_wins_within_a_block_and_blank_keys_are_never_first():
