@@ -73,7 +73,7 @@ class SharedBlocks:
         me = self._join(segment, name, start)
         blocks: Iterator[Block] | None = None
         at = None  # where `blocks` goes on
-        position, number, last = start, first_row, None
+        position, number, last, stopped = start, first_row, None, False
         try:
             while position < end:
                 # Done with the block before (a part stops within a block, so the block a plan
@@ -82,7 +82,7 @@ class SharedBlocks:
                 entry = self._take_or_claim(segment, position, me)
                 if entry is not None and entry.block is not None:  # read by another plan, or by this one's last part
                     block = entry.block
-                    self.taken_blocks += 1
+                    self._count(taken=1)
                 else:  # this plan reads the block (for itself only when entry is None)
                     try:
                         if blocks is None or at != position:
@@ -97,18 +97,27 @@ class SharedBlocks:
                         self._give_up(segment, entry)
                         break
                     at = block.end
-                    self.read_blocks += 1
+                    self._count(read=1)
                     if entry is not None:
                         self._publish(segment, entry, block, me, end)
                 position, number, last = block.end, block.first_row + len(block.rows), block.start
-                yield block
+                try:
+                    yield block
+                except GeneratorExit:  # the plan's part ended here: its next part goes on from this block
+                    stopped = True
+                    raise
                 del block, entry
         finally:
             if blocks is not None:
                 blocks.close()
-            self._leave(segment, me, bookmark=last if position < end else None)
+            self._leave(segment, me, bookmark=last if stopped and position < end else None)
 
     # -- the bookkeeping, under one lock ------------------------------------------------
+
+    def _count(self, read: int = 0, taken: int = 0) -> None:
+        with self._changed:
+            self.read_blocks += read
+            self.taken_blocks += taken
 
     def _join(self, segment: Any, name: str, start: int) -> _Reader:
         with self._changed:

@@ -252,9 +252,12 @@ def test_a_plan_read_in_parts_finds_the_blocks_read_meanwhile_kept_for_its_next_
 
 
 def test_a_malformed_segment_fails_every_plan_reading_it_at_once(storage, unique):
+    from shared.segments.sharing import shared_blocks
+
     body = "".join(f"p{i}@example.com,N\n" for i in range(40_000)) + '"never closed@example.com,N\n'
     path = upload_segment(storage, f"{unique}/broken.csv", "Email,Name\n" + body)
     info = storage.segments.info(path)
     for blocks in _shared_reads(storage, info, "one/run", "two/run"):
         with pytest.raises(SegmentError, match="malformed CSV"):
             list(blocks)
+    assert shared_blocks().held() == 0  # a plan that failed keeps no place to go on from
