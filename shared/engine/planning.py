@@ -198,7 +198,7 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
         destination = cls(connection, export, columns)  # no credentials: it prepares items, sends nothing
         chunk = _ChunkWriter(plan, path, cursor["offset"], cursor["row"], destination, services, writes)
         limit = None  # the rows of the chunk being filled, decided once the first block tells the row size
-        # Plans read before this stop kept no block start: they read from the cursor itself.
+        # A plan stored by an earlier version has no block start: it reads from the cursor itself, unshared.
         blocks = reader.blocks(path, cursor.get("block_offset", cursor["offset"]), segment["bytes"],
                                first_row=cursor.get("block_row", cursor["row"]), etag=segment["etag"],
                                shared_by=f"{plan['export']['name']}/{plan['run_id']}")
