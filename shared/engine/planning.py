@@ -24,7 +24,7 @@ from typing import Any
 from destinations import SPECS, Destination, destination_class
 
 from ..config import Connection, DefinitionError, Export, parse_connection, parse_export
-from ..segments import Block, SegmentError, resolve_columns
+from ..segments import Block, SegmentError, offset_after, resolve_columns
 from ..state import BackgroundWrites
 from .rows import FirstSeen, classify_block
 from .services import Services
@@ -224,7 +224,7 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
                     chunk.take(block, index, index + take, key_index, keys, firsts, problems)
                     index += take
                     if chunk.rows == limit:
-                        end = reader.offset_after(block, index)
+                        end = offset_after(block, index)
                         chunk.close(end)
                         cursor["offset"], cursor["row"] = end, block.first_row + index
                         chunks_in_part += 1

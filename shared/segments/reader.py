@@ -116,7 +116,3 @@ class SegmentReader:
         except (ResourceModifiedError, ResourceNotFoundError) as error:
             raise SegmentError(f"segment {path} changed or was removed while it was read; run again once "
                                "upstream has finished writing it") from error
-
-    def offset_after(self, block: Block, count: int) -> int:
-        """The byte offset just past the first `count` rows of `block` (a chunk boundary)."""
-        return offset_after(block, count)

@@ -1,14 +1,15 @@
 """Blocks shared by the plans of one process that read the same segment at the same time.
 
 A schedule starts every enabled export at once, and exports of one audience read the
-same segment: each plan downloading and parsing every row for itself was a third of
-their work (four exports of a million rows: ~7 CPU-seconds of parsing alone). A block
-starts on a grid fixed by the file (`parsing.cut_blocks`), so the plan that needs a block
-first reads it and publishes it here, and the others take it instead of reading it
-again. Keeping pace is natural: the reader in front does the parsing, so the others
-catch up; one that falls behind the few blocks kept simply reads for itself, as it would
-alone. Correctness never depends on sharing: plans in other processes or hosts, or out
-of step, read the file themselves and find the same blocks.
+same segment: each plan downloaded, parsed and checked every row for itself (a million
+rows: ~1.5 CPU-s of parsing and ~1 of email checks per plan, here). A block starts on a
+grid fixed by the file (`parsing.cut_blocks`), so the plan that needs a block first
+reads it and publishes it here, and the others take it instead of reading it again.
+The plans' per-row work differs (a vendor's JSON costs more than a hash), so the one in
+front waits for one more than LEAD_BYTES behind (LEAD_WAIT_S at most per block); one
+that still falls behind the blocks kept reads for itself, as it would alone.
+Correctness never depends on sharing: plans in other processes or hosts, or out of
+step, read the file themselves and find the same blocks.
 
 A block is kept only while another plan on the same segment still has to read it: one
 plan alone holds no block more than it would without sharing. A plan read in parts
@@ -49,6 +50,7 @@ class _Reader:
 @dataclass(eq=False)
 class _Entry:
     owner: _Reader  # the reader that reads it (and publishes it)
+    position: int  # where its block starts
     block: Block | None = None  # None while it is being read
 
 
@@ -157,7 +159,7 @@ class SharedBlocks:
                     self._changed.wait(lead_deadline - now)
                     continue
                 if entry is None:
-                    entry = entries[position] = _Entry(me)
+                    entry = entries[position] = _Entry(me, position)
                 return entry
 
     def _publish(self, segment: Any, entry: _Entry, block: Block, me: _Reader, end: int) -> None:
@@ -166,15 +168,15 @@ class SharedBlocks:
             entry.block = block
             entries = self._entries[segment]
             if block.end < end and block.end not in entries:
-                entries[block.end] = _Entry(me)
+                entries[block.end] = _Entry(me, block.end)
             self._changed.notify_all()
 
     def _give_up(self, segment: Any, entry: _Entry | None) -> None:
         """An entry this reader claimed will not be read by it: another reader may."""
         with self._changed:
             entries = self._entries.get(segment, {})
-            if entry is not None and entry.block is None:
-                entries.pop(next((p for p, e in entries.items() if e is entry), None), None)
+            if entry is not None and entry.block is None and entries.get(entry.position) is entry:
+                del entries[entry.position]
             self._changed.notify_all()
 
     def _moved(self, segment: Any, me: _Reader, position: int) -> None:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from shared.segments import SegmentError, resolve_columns
+from shared.segments import SegmentError, offset_after, resolve_columns
 from tests.support import upload_segment, watch_parsed_blocks
 
 
@@ -44,8 +44,7 @@ def test_a_byte_range_starting_at_a_row_boundary_reads_exactly_its_rows(storage,
     lines = ["Email"] + [f'"user{i}@example.com"' for i in range(10)]
     path = upload_segment(storage, f"{unique}/range.csv", "\n".join(lines) + "\n")
     info, blocks = read_all(storage, path)
-    reader = storage.segments
-    start, end = reader.offset_after(blocks[0], 3), reader.offset_after(blocks[0], 7)
+    start, end = offset_after(blocks[0], 3), offset_after(blocks[0], 7)
     _, middle = read_all(storage, path, start, end, first_row=4)
     assert middle[0].first_row == 4
     assert rows_of(middle) == [[f"user{i}@example.com"] for i in range(3, 7)]
