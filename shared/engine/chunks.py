@@ -36,6 +36,7 @@ from ..http import HttpClient, Pacer, pacer_for, transport_for
 from ..secrets import SecretError
 from .planning import load_definitions, now_iso
 from .services import Services
+from ..state import compression_of
 from .tally import PreparedBatch, Tally
 
 __all__ = ["export_chunk"]
@@ -58,7 +59,7 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
     connection, export = load_definitions(plan, services)
     cls = destination_class(connection.type)
     started, clock = now_iso(), time.monotonic()
-    items = runs.items(export_name, run_id, index, chunk["items_compressed"])
+    items = runs.items(export_name, run_id, index, compression_of(chunk))
     tally = Tally(chunk["segment"])
     resume_after = tally.restore(runs.progress(export_name, run_id, index))
     if not resume_after:

@@ -25,7 +25,7 @@ from destinations import SPECS, Destination, destination_class
 
 from ..config import Connection, DefinitionError, Export, parse_connection, parse_export
 from ..segments import Block, SegmentError, offset_after, resolve_columns
-from ..state import BackgroundWrites
+from ..state import ITEMS_COMPRESSION, BackgroundWrites
 from .rows import FirstSeen, classify_block
 from .services import Services
 from .tally import Tally, batch_line
@@ -413,7 +413,8 @@ class _ChunkWriter:
         self.plan["chunks"].append({
             "index": index, "segment": self.segment, "start": self.start, "end": end, "first_row": self.first_row,
             "rows": self.rows, "items": self.items, "rejected": dict(self.tally.rejected),
-            "skipped": dict(self.tally.skipped), "items_compressed": self.compressed,
+            "skipped": dict(self.tally.skipped),
+            "items_compression": ITEMS_COMPRESSION if self.compressed else None,
             "invalid_file": runs.rejected_path(name, run_id, index, "invalid") if invalid else None})
 
 

@@ -15,7 +15,7 @@ import threading
 
 from runner import run_export
 from runner.demo import exports_for
-from shared.state import inflated
+from shared.state import compression_of, decompressed
 from tests.support import upload_segment
 
 
@@ -55,7 +55,8 @@ def test_no_secret_appears_in_logs_reports_orchestration_data_files_or_output(
             if blob.name.endswith(".items"):  # prepared batches, stored compressed for most vendors
                 plan = json.loads(runs.download_blob(blob.name.split("/chunks/")[0] + "/plan.json").readall())
                 index = int(blob.name.rsplit("/", 1)[1].split(".")[0])
-                data = b"".join(inflated([data])) if plan["chunks"][index]["items_compressed"] else data
+                compression = compression_of(plan["chunks"][index])
+                data = b"".join(decompressed([data], compression)) if compression else data
             written.append(data.decode())
     assert len(written) > 4 * 3
     haystack = "\n".join([caplog.text, json.dumps(captured), json.dumps(reports), *written,

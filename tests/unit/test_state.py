@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from shared.state import BackgroundWrites, BlobWriter, inflated
+from shared.state import ITEMS_COMPRESSION, BackgroundWrites, BlobWriter, compression_of, decompressed
 
 
 def test_writes_run_in_the_order_submitted_and_all_finish_by_the_end_of_the_block():
@@ -59,7 +59,7 @@ def test_a_blob_written_in_many_parts_reads_back_whole_in_several_blocks(storage
             writer.write(parts[start:start + 7])
         writer.close()
     stored = blob.download_blob().readall()
-    assert (b"".join(inflated([stored])) if compress else stored) == "".join(parts).encode()
+    assert (b"".join(decompressed([stored], ITEMS_COMPRESSION)) if compress else stored) == "".join(parts).encode()
     assert len(blob.get_block_list()[0]) > 3
 
 
@@ -76,7 +76,7 @@ def test_a_blob_that_fits_one_block_is_uploaded_whole_in_one_request(storage, un
         writer.write(["a batch\n", "another\n"])
         writer.close()
     stored = blob.download_blob().readall()
-    assert (b"".join(inflated([stored])) if compress else stored) == b"a batch\nanother\n"
+    assert (b"".join(decompressed([stored], ITEMS_COMPRESSION)) if compress else stored) == b"a batch\nanother\n"
     assert calls == ["upload_blob"]
 
 
@@ -84,17 +84,27 @@ def _fail() -> None:
     raise OSError("disk on fire")
 
 
-def test_a_compressed_stream_is_inflated_in_bounded_pieces_whatever_its_download_chunks():
+@pytest.mark.parametrize("compression", ["zstd", "zlib"])
+def test_a_compressed_stream_is_read_back_in_bounded_pieces_whatever_its_download_chunks(compression):
     import zlib
 
-    from shared.state import inflated
+    import zstandard
 
     original = b"".join(b'{"EmailAddress":"p%d@example.com","Name":"P"}\n' % i for i in range(200_000))
-    stored = zlib.compress(original, 1)
+    stored = zstandard.ZstdCompressor(level=1).compress(original) if compression == "zstd" else zlib.compress(original, 1)
     chunks = [stored[i:i + 100_000] for i in range(0, len(stored), 100_000)]
-    pieces = list(inflated(iter(chunks), piece_bytes=1 << 20))
+    pieces = list(decompressed(iter(chunks), compression, piece_bytes=1 << 20))
     assert b"".join(pieces) == original
-    assert max(len(piece) for piece in pieces) <= 1 << 20  # ~14x expansion never lands at once
+    assert max(len(piece) for piece in pieces) <= 1 << 20  # tens of times the stored size never lands at once
+
+
+def test_chunk_entries_say_how_their_items_are_stored_and_plans_made_before_zstd_still_read():
+    assert compression_of({"items_compression": "zstd"}) == "zstd"
+    assert compression_of({"items_compression": None}) is None  # Snapchat's hex digests, stored plain
+    assert compression_of({"items_compressed": True}) == "zlib"
+    assert compression_of({"items_compressed": False}) is None
+    with pytest.raises(ValueError, match="unknown compression"):
+        list(decompressed(iter([b"x"]), "brotli"))
 
 
 def test_large_freed_buffers_are_returned_to_the_system_on_glibc():
