@@ -7,7 +7,8 @@ what `shared.config` validates) and a `Destination` subclass with three parts:
   normalised, checked emails, made keys by `keys_of_emails`), a block of rows at a time;
   also the keys for deduplication. None, with a reason, for an invalid one.
 - `items(keys, rows)`: the vendor's JSON text for the profiles of many rows at once (the
-  rows of a block), written column by column: this runs for every row of every segment.
+  rows of a block, a `Rows`: columns worked out once for every export reading the block),
+  written column by column: this runs for every row of every segment.
   None and a reason for a row the vendor would refuse (a field too long, an invalid
   optional email). The plan joins each batch's items once (`encode_batch`: a JSON array,
   or more of the request where that saves a copy); chunks send it as it is.
@@ -31,7 +32,6 @@ and throttle windows are never written in a destination. The error tree::
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import repeat
@@ -50,6 +50,8 @@ from shared.http import (
 )
 from shared.profiles import email_keys
 
+from .rows import JSON_STRING, Rows
+
 __all__ = [
     "JSON_STRING",
     "AuthError",
@@ -63,9 +65,6 @@ __all__ = [
 ]
 
 
-# A string as JSON text, in C (ASCII, as json.dumps writes it): destinations write their
-# items' JSON themselves, column by column; the general encoder takes ~7 µs a contact.
-JSON_STRING = json.encoder.encode_basestring_ascii
 
 
 class RowRejected(Exception):
@@ -138,15 +137,15 @@ class Destination(ABC):
         return keys[0]
 
     @abstractmethod
-    def items(self, keys: list[str], rows: list[list[str]]) -> tuple[list[str | None], dict[int, str]]:
+    def items(self, keys: list[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
         """The items (JSON text) of many rows' profiles: None and {index: reason} where refused.
 
-        Written a column at a time (`attribute_values`, `Template`), not row by row.
+        Written a column at a time (`Rows`, `attribute_json`, `Template`), not row by row.
         """
 
     def item(self, key: str, fields: Sequence[str]) -> str:
         """One profile's item (see `items`); RowRejected if it would be refused."""
-        items, refused = self.items([key], [list(fields)])
+        items, refused = self.items([key], Rows([list(fields)]))
         if refused:
             raise RowRejected(refused[0])
         return items[0]
@@ -182,23 +181,22 @@ class Destination(ABC):
         """Advice for the run report once the destination is done (e.g. audience too small)."""
         return []
 
-    def attribute_values(self, rows: list[list[str]]) -> dict[str, list[str]]:
-        """Each mapped attribute's values, trimmed; "" where a row has none (left out of its item)."""
-        return {name: [row[index].strip() for row in rows] for name, index in self.attribute_columns.items()}
+    def attribute_json(self, rows: Rows) -> dict[str, list[str]]:
+        """Each mapped attribute's trimmed values as JSON text; "" where a row has none (left out of its item)."""
+        return {name: rows.json(index) for name, index in self.attribute_columns.items()}
 
     def render(self, fixed: list[list[str]], optional: dict[str, list[str]],
                refused: dict[int, str] | None = None) -> tuple[list[str | None], dict[int, str]]:
-        """`items`' answer, from columns: `fixed` ones already JSON text, `optional` ones as strings
-        ("" where a row has none), through the destination's `template` for each set of present
-        fields; None for the `refused` rows."""
+        """`items`' answer, from columns of JSON text: the `fixed` ones, and the `optional`
+        ones with "" where a row has none, through the destination's `template` for each
+        set of present fields; None for the `refused` rows."""
         count = len(fixed[0])
-        encoded = {name: json_column(column) for name, column in optional.items()}
         items: list[str | None] = [None] * count
         for present, indices in by_presence(optional, count):
             template = self._templates.get(present)
             if template is None:
                 template = self._templates[present] = self.template(present)
-            template.fill(fixed + [encoded[name] for name in present], indices, items)
+            template.fill(fixed + [optional[name] for name in present], indices, items)
         for index in refused or ():
             items[index] = None
         return items, refused or {}

@@ -15,9 +15,8 @@ from typing import Any
 
 from shared.config import DestinationSpec, Setting
 from shared.http import Response, StaticKey, json_body, vendor_message
-from shared.profiles import email_keys
 
-from .base import JSON_STRING, Destination, Template, json_column
+from .base import JSON_STRING, Destination, Rows, Template, json_column
 
 # Fields that identify a Braze user: an attribute mapping must not overwrite them.
 _RESERVED = {"external_id", "braze_id", "user_alias", "email", "_update_existing_only"}
@@ -65,13 +64,14 @@ class Braze(Destination):
     def identify_all(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
         return [value.strip() or None for value in values], {}
 
-    def items(self, keys: list[str], rows: list[list[str]]) -> tuple[list[str | None], dict[int, str]]:
+    def items(self, keys: list[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
         """Users as JSON text. A user without email is still a member; an invalid email refuses the row."""
-        emails, refused = email_keys([row[self.columns["email"]] for row in rows])
+        email = self.columns["email"]
+        _, refused = rows.checked_emails(email)  # checked once for every export keyed by that column
         membership = self.target["membership_attribute"]
-        optional = {"email": [email or "" for email in emails]}
-        optional.update((name, column) for name, column in self.attribute_values(rows).items() if name != membership)
-        return self.render([json_column(keys)], optional, refused)
+        optional = {"email": rows.emails_json(email)}
+        optional.update((name, column) for name, column in self.attribute_json(rows).items() if name != membership)
+        return self.render([json_column(keys)], optional, dict(refused))
 
     def template(self, present: tuple[str, ...]) -> Template:
         template = Template().text('{"external_id":').hole()

@@ -17,7 +17,7 @@ from shared.config import DestinationSpec, Setting
 from shared.http import RefreshingBearer, Response, StaticKey, TokenSource, json_body, vendor_message
 from shared.profiles import consents, normalise_email
 
-from .base import JSON_STRING, Destination, Template, json_column, too_long
+from .base import JSON_STRING, Destination, Rows, Template, json_column, too_long
 
 MAX_FIELD_CHARS = 250  # Campaign Monitor's limit for a custom field value
 CONSENT = ("Yes", "No", "Unchanged")
@@ -56,18 +56,20 @@ class CampaignMonitor(Destination):
             return None
         return "lacks the field api_key (or access_token and refresh_token for OAuth)"
 
-    def items(self, keys: list[str], rows: list[list[str]]) -> tuple[list[str | None], dict[int, str]]:
+    def items(self, keys: list[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
         """Subscribers as JSON text; a custom field over 250 characters refuses its row."""
-        values = self.attribute_values(rows)
-        names = values.pop("name", None)
+        custom = {name: index for name, index in self.attribute_columns.items() if name != "name"}
+        name = self.attribute_columns.get("name")
+        names = ['""'] * len(rows) if name is None else [text or '""' for text in rows.json(name)]
         consent_column = self.columns.get("consent")
         if consent_column is None:
             consent = [JSON_STRING(self.target["consent_to_track"])] * len(rows)
         else:
-            consent = ['"Yes"' if given else '"No"' for given in consents([row[consent_column] for row in rows])]
-        fixed = [json_column(keys), json_column(names) if names is not None else ['""'] * len(rows), consent]
-        refused = too_long(values, MAX_FIELD_CHARS, f"custom field {{name}} longer than {MAX_FIELD_CHARS} characters")
-        return self.render(fixed, values, refused)
+            consent = ['"Yes"' if given else '"No"' for given in consents(rows.values(consent_column))]
+        refused = too_long({name: rows.trimmed(index) for name, index in custom.items()}, MAX_FIELD_CHARS,
+                           f"custom field {{name}} longer than {MAX_FIELD_CHARS} characters")
+        fields = {name: rows.json(index) for name, index in custom.items()}
+        return self.render([json_column(keys), names, consent], fields, refused)
 
     def template(self, custom: tuple[str, ...]) -> Template:
         template = Template().text('{"EmailAddress":').hole().text(',"Name":').hole().text(',"ConsentToTrack":').hole()

@@ -18,7 +18,7 @@ from shared.config import DestinationSpec, Setting
 from shared.http import FatalError, Response, StaticKey, json_body, vendor_message
 from shared.profiles import consents
 
-from .base import JSON_STRING, Destination, Pending, Template, json_column
+from .base import JSON_STRING, Destination, Pending, Rows, Template, json_column
 
 API_VERSION = "2026-03-15"
 # Matching attribute -> Omnisend contact field; any other attribute becomes a custom property.
@@ -51,15 +51,14 @@ class Omnisend(Destination):
     SPEC = SPEC
     MAX_UNSETTLED = 50
 
-    def items(self, keys: list[str], rows: list[list[str]]) -> tuple[list[str | None], dict[int, str]]:
+    def items(self, keys: list[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
         """Contacts as JSON text, `subscribed` only where the consent column says yes."""
         consent = self.columns.get("consent")
         if consent is None:
             status = ['"nonSubscribed"'] * len(rows)
         else:
-            status = ['"subscribed"' if given else '"nonSubscribed"'
-                      for given in consents([row[consent] for row in rows])]
-        values = self.attribute_values(rows)
+            status = ['"subscribed"' if given else '"nonSubscribed"' for given in consents(rows.values(consent))]
+        values = self.attribute_json(rows)
         # Contact fields first, then custom properties: the order of the template's holes.
         ordered = {name: values[name] for name in sorted(values, key=lambda name: name not in CONTACT_FIELDS)}
         return self.render([json_column(keys), status], ordered)

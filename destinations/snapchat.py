@@ -15,7 +15,7 @@ from shared.config import DestinationSpec, Setting
 from shared.http import RefreshingBearer, Response, json_body, vendor_message
 from shared.profiles import is_sha256_hex, sha256_hexes
 
-from .base import Destination, FatalError
+from .base import Destination, FatalError, Rows
 
 SPEC = DestinationSpec(
     type="snapchat",
@@ -61,7 +61,7 @@ class Snapchat(Destination):
                 keys[index] = hashed
         return keys, reasons
 
-    def items(self, keys: list[str], rows: list[list[str]]) -> tuple[list[str | None], dict[int, str]]:
+    def items(self, keys: list[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
         return list(keys), {}  # the hashes themselves: a batch of 50,000 holds no other object per row
 
     def encode_batch(self, items: list[str]) -> str:

@@ -27,10 +27,10 @@ from functools import lru_cache
 from typing import Any
 
 import requests
+import zstandard
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContainerClient
-import zstandard
 from requests.adapters import HTTPAdapter
 
 from .config import Connection, Definitions, DestinationSpec, Export, parse_connection, parse_definitions, parse_export

@@ -34,9 +34,9 @@ from destinations.base import Pending
 from ..config import Connection, Export
 from ..http import HttpClient, Pacer, pacer_for, transport_for
 from ..secrets import SecretError
+from ..state import compression_of
 from .planning import load_definitions, now_iso
 from .services import Services
-from ..state import compression_of
 from .tally import PreparedBatch, Tally
 
 __all__ = ["export_chunk"]

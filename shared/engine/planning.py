@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from destinations import SPECS, Destination, destination_class
+from destinations.rows import Rows
 
 from ..config import Connection, DefinitionError, Export, parse_connection, parse_export
 from ..segments import Block, SegmentError, offset_after, resolve_columns
@@ -221,7 +222,7 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
                     # Keys are remembered only as their rows are taken: the rest of the block
                     # may belong to the next part.
                     firsts = first_seen.first(keys[index:index + take])
-                    chunk.take(block, index, index + take, key_index, keys, firsts, problems)
+                    chunk.take(block, index, index + take, columns_count, key_index, keys, firsts, problems)
                     index += take
                     if chunk.rows == limit:
                         end = offset_after(block, index)
@@ -354,8 +355,8 @@ class _ChunkWriter:
         self._items: list[str] = []
         self.tally = Tally(segment)
 
-    def take(self, block: Block, begin: int, end: int, key_index: int, keys: list[str | None], firsts: list[bool],
-             problems: dict[int, tuple[str, str]]) -> None:
+    def take(self, block: Block, begin: int, end: int, width: int, key_index: int, keys: list[str | None],
+             firsts: list[bool], problems: dict[int, tuple[str, str]]) -> None:
         """Account rows [begin, end) of `block` (`firsts` says which of them come first), their
         items made a column at a time; the batches that fill up are written."""
         rows, number = block.rows, block.first_row
@@ -374,7 +375,7 @@ class _ChunkWriter:
                 self.tally.skip("duplicate of an earlier row", duplicates)
         if sendable:
             items, refused = self.destination.items([keys[index] for index in sendable],
-                                                    [rows[index] for index in sendable])
+                                                    Rows(rows, sendable, width, block.derived, block.derived_lock))
             if refused:  # a field the vendor would refuse
                 rejected += [(number + sendable[at], rows[sendable[at]][key_index], reason)
                              for at, reason in refused.items()]

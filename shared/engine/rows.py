@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from destinations import Destination
-from shared.profiles import email_keys
+from destinations.rows import Rows
 from shared.segments import Block
 
 __all__ = ["FirstSeen", "IDENTIFIER_LABELS", "classify_block"]
@@ -54,12 +54,8 @@ def _checked_emails(block: Block, width: int,
     """A column of the block's rows and its emails checked (`email_keys`), worked out once
     for the block: the exports reading one segment at once share its blocks, and most of
     them are keyed by the same email column (Snapchat, Omnisend, Campaign Monitor)."""
-    with block.derived_lock:  # one plan works it out, the others wait for it
-        found = block.derived.get(("emails", width, key_index))
-        if found is None:
-            values = [row[key_index] if len(row) == width else "" for row in block.rows]
-            found = block.derived["emails", width, key_index] = (values, *email_keys(values))
-    return found
+    rows = Rows(block.rows, width=width, memo=block.derived, lock=block.derived_lock)
+    return (rows.values(key_index), *rows.checked_emails(key_index))
 
 
 class FirstSeen:

@@ -78,12 +78,14 @@ class Tally:
 
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _UNIT = "\x1f"  # ASCII unit separator: between the keys (and identifiers) of a batch line
+_UNIT_BYTE = _UNIT.encode()
 
 
 def batch_line(rows: list[int], keys: list[str], identifiers: list[str], items: str) -> list[str]:
     """One prepared batch: its row numbers, keys and raw identifiers, and the JSON array of its items.
 
-    Written as `rows<TAB>keys<TAB>identifiers<TAB>items` with keys and identifiers joined
+    Written as `rows<TAB>keys<TAB>identifiers<TAB>items`, the row numbers as runs
+    (`row_runs`: lines written before runs, one number each, read the same), keys and identifiers joined
     by the unit separator: splitting that is C-fast where JSON decoding a list per row
     was not. A value holding a separator (never seen in practice) makes the batch's
     metadata JSON instead, marked by a leading `[`. Returned as the line's parts, so that a
@@ -96,8 +98,42 @@ def batch_line(rows: list[int], keys: list[str], identifiers: list[str], items: 
     stored = [("" if identifier == key else identifier) for key, identifier in zip(keys, identifiers, strict=True)]
     joined_keys, joined_identifiers = _UNIT.join(keys), _UNIT.join(stored)
     if _plain(joined_keys, len(keys)) and _plain(joined_identifiers, len(stored)):
-        return [",".join(map(str, rows)), "\t", joined_keys, "\t", joined_identifiers, "\t", items, "\n"]
+        return [row_runs(rows), "\t", joined_keys, "\t", joined_identifiers, "\t", items, "\n"]
     return [_ENCODE([rows, keys, stored]), "\t", items, "\n"]
+
+
+def row_runs(rows: list[int]) -> str:
+    """Increasing row numbers as runs of consecutive ones: "3-66,68-140,142".
+
+    A batch's rows are taken in file order and mostly consecutive (the rows between are
+    rejected or duplicates, ~1.5% in the benchmarks): each run is found by bisection, a
+    few steps per gap, where writing every number cost ~0.3 µs a row (4 million of them
+    in a million profiles to four vendors).
+    """
+    runs, start, count = [], 0, len(rows)
+    while start < count:
+        first = rows[start]
+        low, high = start + 1, count  # rows[start:low] are consecutive; the run ends in [low, high]
+        if rows[high - 1] - first != high - 1 - start:
+            while high - low > 1:  # rows[start:high] are not consecutive
+                middle = (low + high) // 2
+                if rows[middle - 1] - first == middle - 1 - start:
+                    low = middle
+                else:
+                    high = middle
+            high = low
+        last = rows[high - 1]
+        runs.append(f"{first}-{last}" if last != first else str(first))
+        start = high
+    return ",".join(runs)
+
+
+def _rows_of_runs(text: bytes) -> list[int]:
+    rows: list[int] = []
+    for run in text.split(b","):
+        first, _, last = run.partition(b"-")
+        rows += range(int(first), int(last or first) + 1)
+    return rows
 
 
 class PreparedBatch:
@@ -124,13 +160,14 @@ class PreparedBatch:
             third = line.index(b"\t", second + 1)
             self._rows, self._keys, self._identifiers = view[:first], view[first + 1:second], view[second + 1:third]
             self.items = view[third + 1:]
-            self.count = line.count(b",", 0, first) + 1
-            self.last_row = int(line[line.rfind(b",", 0, first) + 1:first])
+            self.count = line.count(_UNIT_BYTE, first + 1, second) + 1
+            last_run = line[line.rfind(b",", 0, first) + 1:first]
+            self.last_row = int(last_run.rpartition(b"-")[2])
 
     @property
     def rows(self) -> list[int]:
         if isinstance(self._rows, memoryview):
-            self._rows = list(map(int, self._rows.tobytes().split(b",")))
+            self._rows = _rows_of_runs(self._rows.tobytes())
         return self._rows
 
     @property

@@ -48,7 +48,7 @@ class Block:
     bad: frozenset[int] = frozenset()  # indices of rows holding bytes that are not UTF-8
     # What is worked out from its rows once for every plan reading it (`engine.rows`).
     derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
-    derived_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    derived_lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
 
 def cut_blocks(path: str, chunks: Iterator[bytes], start: int, first_row: int) -> Iterator[Block]:

@@ -8,10 +8,12 @@ one is left out, a refused row refuses only itself.
 
 import json
 import random
+import threading
 
 import pytest
 
 from destinations.base import Template
+from destinations.rows import Rows
 
 VALUES = ["", " ", "Ana", " Ana ", "Zoë", 'say "hi"', "a,b", "{brace}", "x" * 251, "x" * 250, "\\back",
           "日本", "tab\there", "yes", "No", " YES ", "opt-in"]
@@ -41,21 +43,40 @@ def test_a_block_of_rows_gives_each_row_the_item_it_has_alone(build, type_):
     destination = build(type_, target, matching, header)
     rows = varied_rows(300)
     keys = [row[1] if type_ == "braze" else row[0].strip().lower() for row in rows]
-    items, refused = destination.items(keys, rows)
+    items, refused = destination.items(keys, Rows(rows))
     assert len(items) == len(rows)
     for index, (key, row) in enumerate(zip(keys, rows, strict=True)):
-        alone, refused_alone = destination.items([key], [row])
+        alone, refused_alone = destination.items([key], Rows([row]))
         assert (items[index], refused.get(index)) == (alone[0], refused_alone.get(0)), row
         assert (items[index] is None) == (index in refused)
         if items[index] is not None and type_ != "snapchat":
             json.loads(items[index])  # every item is JSON on its own
 
 
+def test_exports_sharing_a_block_give_each_picked_row_the_item_it_has_alone(build):
+    # The plans of several exports of one segment share its blocks and the columns worked
+    # out from them (trimmed, JSON, checked emails): each export picks different rows
+    # (its own duplicates and refusals left out), and none may see another's rows.
+    rows = varied_rows(400) + [["a@example.com", "C", "Ana"]]  # a row of the wrong width: no values
+    memo, lock = {}, threading.RLock()
+    chooser = random.Random(11)
+    for type_ in sorted(CASES) * 2:  # the second round finds every column worked out
+        target, header, matching = CASES[type_]
+        destination = build(type_, target, matching, header)
+        picked = sorted(chooser.sample(range(400), 250))
+        keys = [rows[index][1] if type_ == "braze" else rows[index][0].strip().lower() for index in picked]
+        items, refused = destination.items(keys, Rows(rows, picked, len(header), memo, lock))
+        for position, (key, index) in enumerate(zip(keys, picked, strict=True)):
+            alone, refused_alone = destination.items([key], Rows([rows[index]]))
+            assert (items[position], refused.get(position)) == (alone[0], refused_alone.get(0)), rows[index]
+    assert any(kind == "json" for kind, _, _ in memo) and any(kind == "emails" for kind, _, _ in memo)
+
+
 def test_an_empty_attribute_is_left_out_of_its_row_only(build):
     target, header, matching = CASES["omnisend"]
     omnisend = build("omnisend", target, matching, header)
     rows = [["a@example.com", "1", "Ana", "", "Porto", "yes"], ["b@example.com", "2", "", "gold", " ", "no"]]
-    items, refused = omnisend.items(["a@example.com", "b@example.com"], rows)
+    items, refused = omnisend.items(["a@example.com", "b@example.com"], Rows(rows))
     first, second = map(json.loads, items)
     assert refused == {}
     assert (first["firstName"], first["city"], first["tags"]) == ("Ana", "Porto", ['v"ip'])
@@ -69,7 +90,7 @@ def test_a_refused_row_refuses_only_itself(build):
     target, header, matching = CASES["campaign_monitor"]
     campaign_monitor = build("campaign_monitor", target, matching, header)
     rows = [["a@example.com", "1", "Ana", "x" * 251, "", ""], ["b@example.com", "2", "Ben", "gold", "", ""]]
-    items, refused = campaign_monitor.items(["a@example.com", "b@example.com"], rows)
+    items, refused = campaign_monitor.items(["a@example.com", "b@example.com"], Rows(rows))
     assert refused == {0: "custom field tier longer than 250 characters"} and items[0] is None
     assert json.loads(items[1])["CustomFields"] == [{"Key": "tier", "Value": "gold"}]
 

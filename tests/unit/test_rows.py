@@ -5,7 +5,7 @@ past its expected size."""
 import hashlib
 
 from destinations import destination_class
-from shared.engine import rows
+from destinations import rows
 from shared.engine.rows import FirstSeen, classify_block
 from shared.segments import Block
 

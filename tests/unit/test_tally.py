@@ -30,3 +30,28 @@ def test_identifiers_written_as_their_keys_are_stored_once():
     line = batch_line([1, 2, 3], keys, identifiers, "[1,2,3]")
     assert "".join(line).count("user0@example.com") == 1  # once, as the key
     assert parse_batch_line(line) == ([1, 2, 3], keys, identifiers, "[1,2,3]")
+
+
+def test_row_numbers_are_stored_as_runs_and_read_back_exactly():
+    import random
+
+    from shared.engine.tally import row_runs
+
+    assert row_runs([3, 4, 5, 6, 9, 11, 12]) == "3-6,9,11-12"
+    generator = random.Random(7)
+    for _ in range(300):
+        count = generator.choice([1, 2, 75, 1000])
+        rows, row = [], generator.randint(1, 10**9)
+        for _ in range(count):  # increasing, mostly consecutive: as a batch's rows are
+            row += 1 if generator.random() < 0.9 else generator.randint(2, 5)
+            rows.append(row)
+        keys = [f"k{i}" for i in range(count)]
+        line = "".join(batch_line(rows, keys, keys, "[]")).rstrip("\n").encode()
+        batch = PreparedBatch(line)
+        assert (batch.count, batch.last_row) == (count, rows[-1])
+        assert batch.rows == rows
+
+
+def test_a_line_written_before_runs_reads_the_same():
+    batch = PreparedBatch(b"3,4,5,9\tk1\x1fk2\x1fk3\x1fk4\t\x1f\x1f\x1f\t[1,2,3,4]")
+    assert (batch.rows, batch.count, batch.last_row, list(batch.keys)) == ([3, 4, 5, 9], 4, 9, ["k1", "k2", "k3", "k4"])
