@@ -60,7 +60,7 @@ class CampaignMonitor(Destination):
         """Subscribers as JSON text; a custom field over 250 characters refuses its row."""
         custom = {name: index for name, index in self.attribute_columns.items() if name != "name"}
         name = self.attribute_columns.get("name")
-        names = ['""'] * len(rows) if name is None else [text or '""' for text in rows.json(name)]
+        names = ['""'] * len(rows) if name is None else rows.json(name)
         consent_column = self.columns.get("consent")
         if consent_column is None:
             consent = [JSON_STRING(self.target["consent_to_track"])] * len(rows)

@@ -19,6 +19,7 @@ import math
 import threading
 from contextlib import closing
 from datetime import UTC, datetime
+from itertools import compress
 from typing import Any
 
 from destinations import SPECS, Destination, destination_class
@@ -360,7 +361,7 @@ class _ChunkWriter:
         """Account rows [begin, end) of `block` (`firsts` says which of them come first), their
         items made a column at a time; the batches that fill up are written."""
         rows, number = block.rows, block.first_row
-        sendable = [index for index, first in zip(range(begin, end), firsts, strict=True) if first]
+        sendable = list(compress(range(begin, end), firsts))
         rejected = []  # (row number, identifier, reason): written in row order
         if len(sendable) < end - begin:
             duplicates = end - begin - len(sendable)
@@ -374,16 +375,17 @@ class _ChunkWriter:
             if duplicates:
                 self.tally.skip("duplicate of an earlier row", duplicates)
         if sendable:
-            items, refused = self.destination.items([keys[index] for index in sendable],
-                                                    Rows(rows, sendable, width, block.derived, block.derived_lock))
+            chosen = Rows(rows, sendable, width, block.derived, block.derived_lock)
+            sent_keys, identifiers = chosen.pick(keys), chosen.values(key_index)
+            items, refused = self.destination.items(list(sent_keys), chosen)
             if refused:  # a field the vendor would refuse
-                rejected += [(number + sendable[at], rows[sendable[at]][key_index], reason)
-                             for at, reason in refused.items()]
+                rejected += [(number + sendable[at], identifiers[at], reason) for at, reason in refused.items()]
                 kept = [at for at in range(len(sendable)) if at not in refused]
                 sendable, items = [sendable[at] for at in kept], [items[at] for at in kept]
-            self._rows += [number + index for index in sendable]
-            self._keys += [keys[index] for index in sendable]
-            self._identifiers += [rows[index][key_index] for index in sendable]
+                sent_keys, identifiers = [sent_keys[at] for at in kept], [identifiers[at] for at in kept]
+            self._rows += map(number.__add__, sendable)
+            self._keys += sent_keys
+            self._identifiers += identifiers
             self._items += items
             while len(self._items) >= self.batch_size:
                 self._close_batch(self.batch_size)

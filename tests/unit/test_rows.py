@@ -4,8 +4,7 @@ past its expected size."""
 
 import hashlib
 
-from destinations import destination_class
-from destinations import rows
+from destinations import destination_class, rows
 from shared.engine.rows import FirstSeen, classify_block
 from shared.segments import Block
 
