@@ -50,8 +50,26 @@ def throughput(profiles: int = 1_000_000) -> dict[str, Any]:
     """All four destinations at once, stand-ins unthrottled: the exporter's own speed and cost.
 
     With no rate limit to follow, each export gets 4 chunk activities at a time: the machine
-    has 2 cores, and the exporter is CPU-bound here.
+    has 2 cores, and the exporter is CPU-bound here. A run under a minute is repeated (each
+    in fresh storage and stand-ins) up to REPEATS times: each figure is then the median of
+    the runs, the destinations' figures those of the median run by wall time, and every
+    run's figures are listed.
     """
+    runs = []
+    while True:
+        runs.append(_throughput_once(profiles))
+        if len(runs) == REPEATS or runs[0]["wall_s"] >= REPEAT_UNDER_S:  # the first run decides
+            break
+    by_wall = sorted(runs, key=lambda run: run["wall_s"])
+    result = dict(by_wall[len(runs) // 2])
+    for figure in ("wall_s", "cpu_s", "peak_rss_mb"):
+        result[figure] = median([run[figure] for run in runs])
+    result["runs"] = [{figure: run[figure] for figure in ("wall_s", "cpu_s", "peak_rss_mb", "other_processes_cpu_s")}
+                      for run in runs]
+    return result
+
+
+def _throughput_once(profiles: int) -> dict[str, Any]:
     with environment(rate_limited=False) as (storage, sandbox, env, folder):
         path = segment(storage, profiles)
         connections = connections_for(sandbox, requests_per_second=UNTHROTTLED, parallel_chunks=4)
@@ -84,7 +102,7 @@ def rate_limited(profiles: int = 200_000) -> dict[str, Any]:
                 measured = run_exporter(env, folder, sandbox.connections(), [export])
                 ((name, report),) = measured.reports.items()
                 runs.append((report["destination"]["duration_s"], measured.run_walls[name], report))
-                if len(runs) == REPEATS or measured.run_walls[name] >= REPEAT_UNDER_S:
+                if len(runs) == REPEATS or runs[0][1] >= REPEAT_UNDER_S:  # the first run decides
                     break
                 time.sleep(_rate_window_s(report["destination"]["type"]))
             actuals[name] = [actual for actual, _, _ in runs]
@@ -108,8 +126,8 @@ def rate_limited(profiles: int = 200_000) -> dict[str, Any]:
     return {"profiles": profiles, "destinations": figures}
 
 
-# A destination's rate_limited run shorter than this is repeated and the median run
-# reported: short runs are the noisiest on a shared machine.
+# A run shorter than this (a destination's in rate_limited, throughput_1m's) is repeated
+# and the median reported: short runs are the noisiest on a shared machine.
 REPEAT_UNDER_S = 60.0
 REPEATS = 3
 
