@@ -138,7 +138,7 @@ class Destination(ABC):
         return keys[0]
 
     @abstractmethod
-    def items(self, keys: list[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
+    def items(self, keys: Sequence[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
         """The items (JSON text) of many rows' profiles: None and {index: reason} where refused.
 
         Written a column at a time (`Rows`, `attribute_json`, `Template`), not row by row.

@@ -64,7 +64,7 @@ class Braze(Destination):
     def identify_all(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
         return [value.strip() or None for value in values], {}
 
-    def items(self, keys: list[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
+    def items(self, keys: Sequence[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
         """Users as JSON text. A user without email is still a member; an invalid email refuses the row."""
         email = self.columns["email"]
         _, refused = rows.checked_emails(email)  # checked once for every export keyed by that column

@@ -56,7 +56,7 @@ class CampaignMonitor(Destination):
             return None
         return "lacks the field api_key (or access_token and refresh_token for OAuth)"
 
-    def items(self, keys: list[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
+    def items(self, keys: Sequence[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
         """Subscribers as JSON text; a custom field over 250 characters refuses its row."""
         custom = {name: index for name, index in self.attribute_columns.items() if name != "name"}
         name = self.attribute_columns.get("name")

@@ -51,7 +51,7 @@ class Omnisend(Destination):
     SPEC = SPEC
     MAX_UNSETTLED = 50
 
-    def items(self, keys: list[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
+    def items(self, keys: Sequence[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
         """Contacts as JSON text, `subscribed` only where the consent column says yes."""
         consent = self.columns.get("consent")
         if consent is None:

@@ -61,7 +61,7 @@ class Snapchat(Destination):
                 keys[index] = hashed
         return keys, reasons
 
-    def items(self, keys: list[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
+    def items(self, keys: Sequence[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
         return list(keys), {}  # the hashes themselves: a batch of 50,000 holds no other object per row
 
     def encode_batch(self, items: list[str]) -> str:

@@ -300,7 +300,7 @@ def decompressed(chunks: Iterator[bytes], compression: str, piece_bytes: int = D
     """The bytes of a compressed stream read in `chunks`, in pieces of at most `piece_bytes`
     (a megabyte of stored batches is tens of megabytes of JSON: never all of it at once)."""
     if compression == "zstd":
-        yield from zstandard.ZstdDecompressor().read_to_iter(_Reader(chunks), write_size=piece_bytes)
+        yield from zstandard.ZstdDecompressor().read_to_iter(_ChunkStream(chunks), write_size=piece_bytes)
         return
     if compression != "zlib":
         raise ValueError(f"unknown compression of prepared items: {compression!r}")
@@ -312,7 +312,7 @@ def decompressed(chunks: Iterator[bytes], compression: str, piece_bytes: int = D
     yield inflater.flush()
 
 
-class _Reader:
+class _ChunkStream:
     """`read(size)` over an iterator of byte strings (what zstd's streaming reader asks for)."""
 
     def __init__(self, chunks: Iterator[bytes]):

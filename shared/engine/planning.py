@@ -377,7 +377,7 @@ class _ChunkWriter:
         if sendable:
             chosen = Rows(rows, sendable, width, block.derived, block.derived_lock)
             sent_keys, identifiers = chosen.pick(keys), chosen.values(key_index)
-            items, refused = self.destination.items(list(sent_keys), chosen)
+            items, refused = self.destination.items(sent_keys, chosen)
             if refused:  # a field the vendor would refuse
                 rejected += [(number + sendable[at], identifiers[at], reason) for at, reason in refused.items()]
                 kept = [at for at in range(len(sendable)) if at not in refused]

@@ -29,10 +29,15 @@ def classify_block(block: Block, width: int, key_index: int, identifier: str,
     without identifier. Duplicates are decided by the caller, from the keys.
     """
     rows = block.rows
+    # The identifier column, and its emails checked, are worked out once for the block: the
+    # exports reading one segment at once share its blocks, and most of them are keyed by
+    # the same email column (Snapchat, Omnisend, Campaign Monitor).
+    columns = Rows(rows, width=width, memo=block.derived, lock=block.derived_lock)
+    values = columns.values(key_index)
     if identifier == "email":
-        keys, reasons = destination.keys_of_emails(*_checked_emails(block, width, key_index))
+        keys, reasons = destination.keys_of_emails(values, *columns.checked_emails(key_index))
     else:
-        keys, reasons = destination.identify_all([row[key_index] if len(row) == width else "" for row in rows])
+        keys, reasons = destination.identify_all(values)
     problems: dict[int, tuple[str, str]] = {}
     for index in block.bad:
         keys[index] = None
@@ -47,15 +52,6 @@ def classify_block(block: Block, width: int, key_index: int, identifier: str,
         else:
             problems[index] = ("skipped", f"missing {IDENTIFIER_LABELS[identifier]}")
     return keys, problems
-
-
-def _checked_emails(block: Block, width: int,
-                    key_index: int) -> tuple[list[str], list[str | None], dict[int, str]]:
-    """A column of the block's rows and its emails checked (`email_keys`), worked out once
-    for the block: the exports reading one segment at once share its blocks, and most of
-    them are keyed by the same email column (Snapchat, Omnisend, Campaign Monitor)."""
-    rows = Rows(block.rows, width=width, memo=block.derived, lock=block.derived_lock)
-    return (rows.values(key_index), *rows.checked_emails(key_index))
 
 
 class FirstSeen:

@@ -87,9 +87,10 @@ def batch_line(rows: list[int], keys: list[str], identifiers: list[str], items: 
     Written as `rows<TAB>keys<TAB>identifiers<TAB>items`: the row numbers as runs
     (`row_runs`; lines written before runs, one number each, read the same), keys and
     identifiers joined by the unit separator: splitting that is C-fast where JSON
-    decoding a list per row was not. A value holding a separator (never seen in practice) makes the batch's
-    metadata JSON instead, marked by a leading `[`. Returned as the line's parts, so that a
-    large batch (Snapchat's 100,000 hashes) is not copied once more to join them.
+    decoding a list per row was not. A value holding a separator (never seen in
+    practice) makes the batch's metadata JSON instead, marked by a leading `[`. Returned
+    as the line's parts, so that a large batch (Snapchat's 100,000 hashes) is not copied
+    once more to join them.
 
     A raw identifier written as its key is (most emails are) is stored empty: keys are never
     empty, so an empty identifier can only mean that, and every batch is smaller to store
