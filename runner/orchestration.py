@@ -122,9 +122,9 @@ class LocalRunner:
     `on_result(function name, input, result)` is called after every activity, for
     progress display. `max_activities` plays host.json's maxConcurrentActivityFunctions
     times the instances Azure would scale out to: by default the largest fan-out
-    (`parallel_chunks` is at most 32) runs whole. Fewer would matter: each chunk activity
-    paces itself to its share (1/width) of the limit, so a fan-out only partly running
-    sends below the vendor's limit.
+    (`parallel_chunks` is at most 32) runs whole. Fewer would still use the vendor's whole
+    limit (the activities running share it: `shared.budgets`), with fewer requests in
+    flight.
     """
 
     def __init__(self, app: Any, *, max_activities: int = 32,

@@ -8,7 +8,8 @@ Layout of the one storage account (Azurite locally)::
                      chunks/<n>.items + .invalid.csv (the plan's work; its counts are in plan.json),
                      chunks/<n>.progress (confirmed batches), chunks/<n>.json (checkpoint),
                      chunks/<n>.rejected.csv (refused by the vendor or not sent)
-    export-state/    per export and destination state across runs (membership snapshots)
+    export-state/    per export and destination state across runs (membership snapshots),
+                     rate-budgets/<connection>.json (who sends to a connection now: shared/budgets.py)
 
 Everything here is JSON or CSV a person can open. Writes of a chunk's files happen before
 its checkpoint, so a checkpoint always describes files that exist.
@@ -33,6 +34,7 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContainerClient
 from requests.adapters import HTTPAdapter
 
+from .budgets import RateBudget, rate_budget
 from .config import Connection, Definitions, DestinationSpec, Export, parse_connection, parse_definitions, parse_export
 from .memory import release_frames
 from .segments import DOWNLOAD_BYTES, SegmentReader
@@ -103,6 +105,10 @@ class Storage:
     @property
     def runs(self) -> RunStore:
         return RunStore(self.container("export-runs"))
+
+    def rate_budget(self, connection: str) -> RateBudget:
+        """This process's share of the connection's rate limit, agreed with every process sending to it."""
+        return rate_budget(self.container("export-state").get_blob_client(f"rate-budgets/{connection}.json"))
 
 
 @lru_cache(maxsize=4)

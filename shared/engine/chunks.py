@@ -69,8 +69,12 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
     sender.failure = task.get("abandon")
     pacer = None
     if sender.failure is None and chunk["items"]:
-        pacer = pacer_for(connection.name, float(connection.settings["requests_per_second"]))
-        pacer.join(1 / plan["width"])  # this activity's share of the connection's rate limit
+        # One pacer per connection in this process; its rate is agreed with every other
+        # process sending to the connection (the storage account's rate budget).
+        storage = services.storage
+        pacer = pacer_for(f"{storage.service.url}|{connection.name}", float(connection.settings["requests_per_second"]),
+                          budget=lambda: storage.rate_budget(connection.name))
+        pacer.join()
     try:
         if pacer is not None:
             try:
@@ -84,7 +88,7 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
                     sender.send(batch)
     finally:
         if pacer is not None:
-            pacer.leave(1 / plan["width"])
+            pacer.leave()
     stats = sender.stats()
     requests = {key: tally.requests.get(key, 0) + stats.get(key, 0) for key in set(tally.requests) | set(stats)}
     result = {

@@ -171,7 +171,7 @@ def _plan_part(plan: dict[str, Any], connection: Connection, export: Export, ser
         segment["rows"] = sum(c["rows"] for c in plan["chunks"] if c["segment"] == segment["path"])
     cursor["parts"] += 1
     plan["complete"] = cursor["segment"] == len(plan["segments"])
-    if cursor["parts"] == 1:  # fixed once, before any chunk is sent: each chunk paces itself to 1/width
+    if cursor["parts"] == 1:  # fixed once, before any chunk is sent: the orchestrator's fan-out
         expected = math.ceil(cursor["expected_rows"] / cursor["rows_per_chunk"]) if cursor["expected_rows"] else 1
         chunks = len(plan["chunks"]) if plan["complete"] else max(expected, len(plan["chunks"]))
         plan["width"] = max(1, min(connection.settings["parallel_chunks"], chunks))
@@ -313,9 +313,10 @@ def _chunk_rows(plan: dict[str, Any], start: int, full_only: bool, batch: int) -
     """Rows of the chunk that starts at byte `start` of the cursor's segment.
 
     `rows_per_chunk`, but near the end of the segments a quarter of the rows left (whole
-    batches, at least a quarter of `rows_per_chunk`): each chunk sends at its 1/width
-    share of the rate limit, so the chunks planned last are what the run waits for once
-    the plan is read; smaller, they end about when the ones before them do. `full_only`:
+    batches, at least a quarter of `rows_per_chunk`): running chunks share the rate limit
+    evenly, each with its few requests in flight, so the chunks planned last are what the
+    run waits for once the plan is read; smaller, they end about when the ones before
+    them do. `full_only`:
     every chunk full, for a chunk size set in the settings (CHUNK_ROWS) and for one chunk
     at a time, where smaller chunks would only add each one's fixed cost.
     """

@@ -5,42 +5,62 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
-__all__ = ["Pacer", "pacer_for"]
+__all__ = ["Budget", "Pacer", "pacer_for"]
+
+
+class Budget(Protocol):
+    """This process's part of a connection's rate limit, agreed with the other processes
+    sending to it (`shared.budgets.RateBudget`: hosts of a scaled-out app, concurrent runs)."""
+
+    def join(self) -> None:
+        """A chunk activity of this process starts sending to the connection."""
+
+    def leave(self) -> None:
+        """It stopped."""
+
+    def share(self) -> float:
+        """The part of the limit this process may use now, 0 to 1 (0: wait)."""
 
 
 class Pacer:
     """Keeps requests to one vendor under its rate limit, and honours its throttle windows.
 
     A token bucket shared by every thread sending to the same connection in this process.
-    The rate is the connection's limit times this process's share of the run's senders
-    (`join`/`leave`), so that chunk activities spread over several hosts stay under the
-    vendor's limit together, and the activities of one process get all of it.
+    Chunk activities `join` while they send and `leave` after. With a `budget`, the rate is
+    the connection's limit times this process's share of it, agreed with the other
+    processes sending to the connection, so that activities spread over several hosts
+    stay under the vendor's limit together, and whoever is sending uses all of it. Without
+    one (tests, one process by construction), the whole limit.
     """
 
-    def __init__(self, limit_per_s: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, limit_per_s: float, *, budget: Budget | None = None,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.limit_per_s = limit_per_s
+        self._budget = budget
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next = 0.0  # earliest moment the next request may leave
         self._hold_until = 0.0
-        self._share = 0.0
 
-    def join(self, share: float) -> None:
-        with self._lock:
-            self._share += share
+    def join(self) -> None:
+        """A chunk activity starts sending through this pacer (its process's share may grow)."""
+        if self._budget is not None:
+            self._budget.join()
 
-    def leave(self, share: float) -> None:
-        with self._lock:
-            self._share = max(0.0, self._share - share)
+    def leave(self) -> None:
+        if self._budget is not None:
+            self._budget.leave()
 
     @property
     def rate(self) -> float:
+        """Requests a second this process may send now (0 while its share is being agreed)."""
         # Under the limit by HEADROOM: evenly spaced requests at exactly the limit can still
         # put one request too many into a vendor's window, depending on where it starts.
-        return HEADROOM * self.limit_per_s * min(1.0, self._share or 1.0)
+        share = 1.0 if self._budget is None else self._budget.share()
+        return HEADROOM * self.limit_per_s * share
 
     def hold(self, seconds: float) -> None:
         """No request leaves before `seconds` from now (a throttle window the vendor announced)."""
@@ -49,13 +69,17 @@ class Pacer:
 
     def acquire(self) -> float:
         """Wait for this request's turn; returns the seconds waited."""
+        wait = 0.0
+        while (rate := self.rate) <= 0:  # no share yet: others sending to the connection must make room first
+            self._sleep(SHARE_POLL_S)
+            wait += SHARE_POLL_S
         with self._lock:
             now = self._clock()
             start = max(now, self._next, self._hold_until)
-            self._next = start + 1.0 / self.rate
-        wait = start - now
-        if wait > 0:
-            self._sleep(wait)
+            self._next = start + 1.0 / rate
+        wait += start - now
+        if start > now:
+            self._sleep(start - now)
         # A throttle window may have been announced while this thread slept.
         while (remaining := self._hold_until - self._clock()) > 0:
             self._sleep(remaining)
@@ -67,15 +91,19 @@ class Pacer:
 # interpreter lock, a busy vendor) let the next one into the same fixed window: 1-3 of
 # 200 Campaign Monitor requests were throttled at its 10/s.
 HEADROOM = 0.97
+SHARE_POLL_S = 0.01
 
 _pacers: dict[str, Pacer] = {}
 _pacers_lock = threading.Lock()
 
 
-def pacer_for(key: str, limit_per_s: float) -> Pacer:
-    """The process-wide pacer of one connection: every sender to it shares its rate and holds."""
+def pacer_for(key: str, limit_per_s: float, budget: Callable[[], Budget] | None = None) -> Pacer:
+    """The process-wide pacer of one connection: every sender to it shares its rate and holds.
+
+    `budget` makes the connection's budget, the first time this process sends to it.
+    """
     with _pacers_lock:
         pacer = _pacers.get(key)
         if pacer is None or pacer.limit_per_s != limit_per_s:
-            pacer = _pacers[key] = Pacer(limit_per_s)
+            pacer = _pacers[key] = Pacer(limit_per_s, budget=budget() if budget else None)
         return pacer

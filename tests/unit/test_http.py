@@ -165,14 +165,48 @@ def test_a_throttle_window_holds_every_sender_of_the_pacer():
     assert now[0] >= 5
 
 
-def test_a_pacer_shared_by_activities_gives_each_host_its_share():
-    pacer = Pacer(100)
-    pacer.join(0.25)
+class _Budget:
+    """A budget whose share the test sets (the real one, through a blob: test_rate_budget.py)."""
+
+    def __init__(self, share: float):
+        self.part, self.senders = share, 0
+
+    def join(self) -> None:
+        self.senders += 1
+
+    def leave(self) -> None:
+        self.senders -= 1
+
+    def share(self) -> float:
+        return self.part
+
+
+def test_a_pacer_sends_at_its_process_share_of_the_limit_and_tells_the_budget_its_senders():
+    budget = _Budget(0.25)
+    pacer = Pacer(100, budget=budget)
+    pacer.join()
+    pacer.join()
+    assert budget.senders == 2
     assert pacer.rate == pytest.approx(25 * HEADROOM)
-    pacer.join(0.25)
-    assert pacer.rate == pytest.approx(50 * HEADROOM)
-    pacer.leave(0.5)
-    assert pacer.rate == pytest.approx(100 * HEADROOM)  # nobody registered: the whole limit
+    budget.part = 1.0
+    assert pacer.rate == pytest.approx(100 * HEADROOM)
+    pacer.leave()
+    assert budget.senders == 1
+    assert Pacer(100).rate == pytest.approx(100 * HEADROOM)  # without a budget: the whole limit
+
+
+def test_a_pacer_without_a_share_waits_until_it_has_one():
+    now = [0.0]
+    budget = _Budget(0.0)
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        if now[0] >= 0.5:
+            budget.part = 1.0  # the other hosts made room
+
+    pacer = Pacer(10, budget=budget, clock=lambda: now[0], sleep=sleep)
+    waited = pacer.acquire()
+    assert now[0] >= 0.5 and waited == pytest.approx(now[0])
 
 
 def test_an_answer_slower_than_the_timeout_is_retried_then_reported(server, monkeypatch):

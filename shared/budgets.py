@@ -1,0 +1,199 @@
+"""Rate budgets: one connection's rate limit, shared by every process sending to it.
+
+The chunk activities of a run may run on several hosts of a scaled-out Function App, and
+two runs may send through one connection (one vendor account) at once. Each process has
+a pacer per connection (`shared.http.pacing`) whose rate is the limit times this
+process's share, agreed through one blob per connection::
+
+    export-state/rate-budgets/<connection>.json
+    {"processes": {"<process>": {"senders": 3, "seen": <epoch seconds>}, ...}}
+
+While it has chunk activities sending to the connection, a process writes its entry (how
+many of its activities send) every REFRESH_S and takes the part its senders are of all
+senders listed. So whoever is sending uses the whole limit: a run's first chunk, planned
+while the others are not yet, sends at the full limit, not at 1/width of it; one host
+running 8 of a fan-out of 32 uses all of it until other hosts join.
+
+Staying under the limit while shares change: a process lowers its share at once (fewer
+senders here, more elsewhere), but counts its own added senders only once they have been
+listed for SETTLE_S, by when every other process still sending has read them and slowed
+down; a process new to the blob (or whose entry expired) has no share until then, unless
+nobody else is listed. A process that could not read the blob for STALE_S stops sending
+until it can (others may have grown meanwhile). Entries not written for EXPIRE_S (a host
+gone) are dropped. Writes are conditional on the blob's ETag, so concurrent writers never
+lose each other's entries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.storage.blob import BlobClient
+
+from .memory import release_frames
+
+__all__ = ["RateBudget", "rate_budget"]
+
+log = logging.getLogger("segment_export.budgets")
+
+# A process's view of the others is at most STALE_S old (older, it stops sending), so an
+# entry written at t has been seen by every process still sending by t + STALE_S; SETTLE_S
+# adds the time for which a pacer may have handed out turns at its old rate.
+REFRESH_S = 1.0
+STALE_S = 2.5
+SETTLE_S = 4.0
+EXPIRE_S = 15.0
+CONFLICT_ATTEMPTS = 8
+
+
+class RateBudget:
+    """This process's share of one connection's rate limit (`shared.http.pacing.Budget`).
+
+    The pacers of the connection call `join` and `leave` as chunk activities start and
+    stop sending; a thread keeps the entry written while there are senders, and removes it
+    when there are none.
+    """
+
+    def __init__(self, blob: BlobClient, *, refresh_s: float = REFRESH_S, stale_s: float = STALE_S,
+                 settle_s: float = SETTLE_S, expire_s: float = EXPIRE_S,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time):
+        self._blob = blob
+        self.process = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._refresh_s, self._stale_s, self._settle_s, self._expire_s = refresh_s, stale_s, settle_s, expire_s
+        self._clock, self._wall_clock = clock, wall_clock
+        self._changed = threading.Condition()
+        self._senders = 0
+        self._thread: threading.Thread | None = None
+        # Our senders as listed in the blob, oldest first: (when written, senders); a missing
+        # entry counts as 0 listed. The oldest kept is the one in force SETTLE_S ago.
+        self._listed: deque[tuple[float, int]] = deque()
+        self._others = 0  # senders of the other processes, at the last read
+        self._read_at = -float("inf")  # when the last successful read began
+
+    def join(self) -> None:
+        with self._changed:
+            self._senders += 1
+            if self._senders > 1:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._keep, name="rate-budget", daemon=True)
+                self._thread.start()
+            else:  # list this process now, not at the next refresh
+                self._changed.notify()
+
+    def leave(self) -> None:
+        with self._changed:
+            self._senders = max(0, self._senders - 1)
+
+    @property
+    def senders(self) -> int:
+        return self._senders
+
+    def share(self) -> float:
+        with self._changed:
+            now = self._clock()
+            if not self._senders or not self._listed or not self._listed[-1][1] or now - self._read_at > self._stale_s:
+                return 0.0  # not listed, or not known to be alone: others may not have made room
+            if self._others == 0:  # listed, and nobody else: whoever joins waits for us to see them
+                return 1.0
+            self._forget_settled(now)
+            counted = min([self._senders] + [senders for _, senders in self._listed])
+            return counted / (counted + self._others)
+
+    def _forget_settled(self, now: float) -> None:
+        while len(self._listed) > 1 and self._listed[1][0] <= now - self._settle_s:
+            self._listed.popleft()
+
+    def _keep(self) -> None:
+        """Write this process's entry every REFRESH_S while it has senders; remove it after."""
+        while True:
+            with self._changed:
+                senders = self._senders
+            try:
+                self._sync(senders)
+            except Exception as error:  # storage unreachable or refusing: the share goes stale, sending waits
+                log.warning("rate budget %s not updated: %s", self._blob.blob_name, type(error).__name__)
+                release_frames(error)
+            with self._changed:
+                if not senders and not self._senders:  # removed (or left to expire): nothing sends here
+                    self._thread = None
+                    return
+                if senders or not self._senders:
+                    self._changed.wait(self._refresh_s)
+
+    def _sync(self, senders: int) -> None:
+        for _ in range(CONFLICT_ATTEMPTS):
+            read_at = self._clock()
+            document, etag = self._read()
+            now = self._wall_clock()
+            listed = {name: entry for name, entry in (document.get("processes") or {}).items()
+                      if isinstance(entry, dict) and isinstance(entry.get("seen"), (int, float))}
+            processes = {name: entry for name, entry in listed.items()
+                         if name != self.process and now - entry["seen"] < self._expire_s}
+            others = sum(max(0, int(entry.get("senders") or 0)) for entry in processes.values())
+            if senders:
+                processes[self.process] = {"senders": senders, "seen": round(now, 3)}
+            try:
+                self._write({"processes": processes}, etag)
+            except (ResourceModifiedError, ResourceExistsError) as conflict:  # another process wrote first
+                release_frames(conflict)
+                continue
+            mine = listed.get(self.process)
+            with self._changed:
+                if not mine or now - mine["seen"] >= self._expire_s:
+                    # Others have not counted us: what we list counts for us after SETTLE_S.
+                    self._listed.clear()
+                    self._listed.append((read_at, 0))
+                self._listed.append((self._clock(), senders))
+                self._forget_settled(self._clock())
+                self._others, self._read_at = others, read_at
+            return
+        raise RuntimeError("rate budget: too many concurrent writers")
+
+    def _read(self) -> tuple[dict[str, Any], str | None]:
+        try:
+            download = self._blob.download_blob()
+        except ResourceNotFoundError as missing:
+            release_frames(missing)
+            return {}, None
+        try:
+            document = json.loads(download.readall())
+        except ValueError:  # not ours to keep: rewritten whole
+            document = {}
+        return (document if isinstance(document, dict) else {}), download.properties.etag
+
+    def _write(self, document: dict[str, Any], etag: str | None) -> None:
+        data = json.dumps(document, indent=1).encode("utf-8")
+        if etag is None:
+            self._blob.upload_blob(data, overwrite=False)
+        else:
+            try:
+                self._blob.upload_blob(data, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified)
+            except HttpResponseError as error:
+                if error.status_code == 412:
+                    raise ResourceModifiedError(message="modified since read") from None
+                raise
+
+
+_budgets: dict[str, RateBudget] = {}
+_budgets_lock = threading.Lock()
+
+
+def rate_budget(blob: BlobClient) -> RateBudget:
+    """The process's budget kept in `blob`: one per connection, whatever pacers use it."""
+    with _budgets_lock:
+        budget = _budgets.get(blob.url)
+        if budget is None:
+            budget = _budgets[blob.url] = RateBudget(blob)
+        return budget

@@ -1,0 +1,155 @@
+"""A connection's rate limit shared by every process sending to it, through a blob in Azurite:
+whoever sends alone gets all of it, processes split it by their senders, a newcomer waits
+until the others made room, a process that leaves or goes silent gives its part back, and a
+process that cannot read the blob stops sending. Two pacers on one connection, each with its
+own budget as two hosts would have, never send above the limit together."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import pytest
+from azure.storage.blob import BlobClient
+
+from shared.budgets import RateBudget
+from shared.http import Pacer
+from shared.http.pacing import HEADROOM
+
+# Short timings so that a test takes seconds; the same ratios as the defaults.
+TIMINGS = {"refresh_s": 0.1, "stale_s": 0.25, "settle_s": 0.6, "expire_s": 1.5}
+
+
+@pytest.fixture
+def blob(storage, unique) -> BlobClient:
+    return storage.container("export-state").get_blob_client(f"rate-budgets/test-{unique}.json")
+
+
+def _budget(blob: BlobClient, **timings: float) -> RateBudget:
+    return RateBudget(blob, **{**TIMINGS, **timings})
+
+
+def _until(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def _senders(budget: RateBudget, count: int) -> None:
+    """Chunk activities join or leave until `count` send through this process."""
+    while budget.senders < count:
+        budget.join()
+    while budget.senders > count:
+        budget.leave()
+
+
+def _listed(blob: BlobClient) -> dict:
+    return json.loads(blob.download_blob().readall())["processes"]
+
+
+def _watch(budgets: list[RateBudget], seconds: float) -> float:
+    """The largest sum of the budgets' shares seen over `seconds`, sampled every few ms."""
+    worst, deadline = 0.0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        worst = max(worst, sum(budget.share() for budget in budgets))
+        time.sleep(0.003)
+    return worst
+
+
+def test_a_process_alone_on_a_connection_has_the_whole_limit_and_is_listed(blob):
+    budget = _budget(blob)
+    assert budget.share() == 0  # nothing sends: nothing to share
+    _senders(budget, 2)
+    _until(lambda: budget.share() == 1.0)
+    assert _listed(blob)[budget.process]["senders"] == 2
+    _senders(budget, 0)
+    _until(lambda: budget.process not in _listed(blob))  # removed once nothing sends
+
+
+def test_processes_split_the_limit_by_senders_and_a_newcomer_waits_for_room(blob):
+    first, second = _budget(blob), _budget(blob)
+    _senders(first, 3)
+    _until(lambda: first.share() == 1.0)
+    _senders(second, 1)
+    _until(lambda: second.process in _listed(blob))
+    joined = time.monotonic()
+    assert second.share() == 0  # the first may not have seen it yet
+    worst = _watch([first, second], 1.2)
+    assert worst <= 1.0 + 1e-9
+    assert first.share() == pytest.approx(0.75) and second.share() == pytest.approx(0.25)
+    assert time.monotonic() - joined >= TIMINGS["settle_s"]
+    _senders(first, 1)  # fewer senders here: a smaller share at once, a larger one there later
+    assert first.share() == pytest.approx(0.5)
+    _until(lambda: second.share() == pytest.approx(0.5))
+    _senders(first, 0)
+    _senders(second, 4)  # more senders while alone: the whole limit at once
+    _until(lambda: second.share() == 1.0)
+    _senders(second, 0)
+
+
+def test_added_senders_count_only_once_the_others_had_time_to_make_room(blob):
+    first, second = _budget(blob), _budget(blob)
+    _senders(first, 1)
+    _senders(second, 1)
+    _until(lambda: first.share() == pytest.approx(0.5) and second.share() == pytest.approx(0.5))
+    _senders(first, 3)
+    assert first.share() == pytest.approx(0.5)  # not yet: the second still sends at half
+    assert _watch([first, second], 1.2) <= 1.0 + 1e-9
+    assert first.share() == pytest.approx(0.75) and second.share() == pytest.approx(0.25)
+    _senders(first, 0)
+    _senders(second, 0)
+
+
+def test_a_host_gone_silent_is_forgotten_after_the_expiry(blob):
+    blob.upload_blob(json.dumps({"processes": {"gone-host": {"senders": 3, "seen": time.time()}}}), overwrite=True)
+    budget = _budget(blob)
+    _senders(budget, 1)
+    _until(lambda: budget.process in _listed(blob))
+    assert budget.share() == 0  # the silent host may still be sending
+    _until(lambda: budget.share() == pytest.approx(0.25), seconds=TIMINGS["settle_s"] + 2)
+    _until(lambda: budget.share() == 1.0, seconds=TIMINGS["expire_s"] + 2)
+    assert "gone-host" not in _listed(blob)
+    _senders(budget, 0)
+
+
+def test_a_process_that_cannot_read_the_budget_does_not_send_and_says_why(caplog):
+    unreachable = BlobClient.from_blob_url("http://127.0.0.1:9/devstoreaccount1/export-state/rate-budgets/x.json",
+                                           retry_total=0, connection_timeout=0.2)
+    budget = _budget(unreachable)
+    with caplog.at_level(logging.WARNING, logger="segment_export.budgets"):
+        _senders(budget, 1)
+        _until(lambda: "not updated" in caplog.text)
+    assert budget.share() == 0
+    _senders(budget, 0)
+
+
+def test_two_hosts_pacers_on_one_connection_stay_under_its_limit_together_and_use_it(blob):
+    limit, seconds = 200.0, 3.0
+    sent: list[float] = []
+    lock = threading.Lock()
+
+    def host(pacer: Pacer, stop_at: float) -> None:
+        pacer.join()
+        while time.monotonic() < stop_at:
+            pacer.acquire()
+            with lock:
+                sent.append(time.monotonic())
+        pacer.leave()
+
+    started = time.monotonic()
+    pacers = [Pacer(limit, budget=_budget(blob)), Pacer(limit, budget=_budget(blob))]
+    threads = [threading.Thread(target=host, args=(pacers[0], started + seconds))]
+    threads[0].start()
+    time.sleep(0.5)  # the second host joins while the first has the whole limit
+    threads += [threading.Thread(target=host, args=(pacer, started + seconds)) for pacer in [pacers[1]] * 2]
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sent.sort()
+    busiest = max(sum(1 for t in sent[i:] if t < start + 1.0) for i, start in enumerate(sent))
+    assert busiest <= limit  # in any one second
+    assert len(sent) >= 0.8 * limit * HEADROOM * seconds  # and the limit used, not halved
