@@ -76,7 +76,8 @@ def _throughput_once(profiles: int) -> dict[str, Any]:
         measured = run_exporter(env, folder, connections, _exports(path), _others(env))
     _check(measured.reports, profiles)
     return {"profiles": profiles, "wall_s": measured.wall_s, "cpu_s": measured.cpu_s,
-            "peak_rss_mb": measured.peak_rss_mb, "other_processes_cpu_s": measured.others_cpu_s,
+            "peak_rss_mb": measured.peak_rss_mb, "peak_rss_mb_each_process": measured.peak_rss_mb_each,
+            "other_processes_cpu_s": measured.others_cpu_s,
             "segment_blocks": measured.segment_blocks, "destinations": {
                 _type_of(report): {"profiles_per_s": round(profiles / measured.run_walls[name]),
                                    "wall_s": measured.run_walls[name],
@@ -187,7 +188,8 @@ def memory(profiles: int = 10_000_000) -> dict[str, Any]:
         measured = run_exporter(env, folder, sandbox.connections(), _exports(path, ("snapchat",)), _others(env))
     _check(measured.reports, profiles)
     return {"profiles": profiles, "wall_s": measured.wall_s, "cpu_s": measured.cpu_s,
-            "peak_rss_mb": measured.peak_rss_mb, "other_processes_cpu_s": measured.others_cpu_s}
+            "peak_rss_mb": measured.peak_rss_mb, "peak_rss_mb_each_process": measured.peak_rss_mb_each,
+            "other_processes_cpu_s": measured.others_cpu_s}
 
 
 def _others(env: dict[str, str]) -> dict[str, list[int]]:

@@ -2,5 +2,6 @@
 
 from .orchestration import LocalRunner, OrchestrationFailed
 from .runs import run_export
+from .workers import Workers, local_workers
 
-__all__ = ["LocalRunner", "OrchestrationFailed", "run_export"]
+__all__ = ["LocalRunner", "OrchestrationFailed", "Workers", "local_workers", "run_export"]

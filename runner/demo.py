@@ -148,6 +148,7 @@ def main(profiles: int = 50_000) -> int:
     from destinations import SPECS
     from runner.console import Progress, summary_table
     from runner.runs import run_export
+    from runner.workers import local_workers
     from shared.config import parse_definitions
     from shared.state import Storage
 
@@ -178,14 +179,15 @@ def main(profiles: int = 50_000) -> int:
         reports: dict[str, dict[str, Any]] = {}
 
         def run(export: dict[str, Any]) -> None:
-            reports[export["name"]] = run_export(export, connections[export["connection"]],
+            reports[export["name"]] = run_export(export, connections[export["connection"]], workers=workers,
                                                  on_activity=progress.track(export["name"]), trigger="demo")
 
-        threads = [threading.Thread(target=run, args=(export,)) for export in definitions["exports"]]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        with local_workers() as workers:  # chunk activities in a worker process, as `cli.py run` has them
+            threads = [threading.Thread(target=run, args=(export,)) for export in definitions["exports"]]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
         progress.close()
         ordered = [reports[e["name"]] for e in definitions["exports"] if e["name"] in reports]
         print()

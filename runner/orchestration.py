@@ -3,13 +3,14 @@
 It plays the part of the Durable Functions host for one run: it calls the registered
 orchestrator generators with a context offering the calls they use (`call_activity`,
 `call_activity_with_retry`, `call_sub_orchestrator`, `task_any`, `task_all`), runs the
-registered activity functions on a thread pool, and passes every input and result
-through a JSON round trip, as the host does. There is one orchestration logic: this
+registered activity functions on a thread pool (chunk activities, given `Workers`, in
+worker processes: `runner.workers`), and passes every input and result through a JSON
+round trip, as the host does. There is one orchestration logic: this
 module adds none, it only executes what `function_app.py` declares.
 
 Differences from the host, on purpose: no replay (each generator runs once, in order),
-retries wait briefly instead of the RetryOptions interval, and everything lives in one
-process.
+retries wait briefly instead of the RetryOptions interval, and the orchestrations (and,
+without workers, every activity) live in the runner's process.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.worker import set_up_worker
+
+from .workers import Workers
 
 __all__ = ["LocalRunner", "OrchestrationFailed", "indexed_functions"]
 
@@ -116,6 +119,19 @@ def indexed_functions(app: Any) -> list[Any]:
         return _indexed[id(app)]
 
 
+def registered(app: Any) -> tuple[dict[str, Callable[[Any], Generator]], dict[str, Callable[[Any], Any]]]:
+    """The app's orchestrator generators and activity functions, by name."""
+    orchestrators, activities = {}, {}
+    for function in indexed_functions(app):
+        trigger = function.get_trigger()
+        kind = trigger.type if trigger else None
+        if kind == "orchestrationTrigger":
+            orchestrators[function.get_function_name()] = function.get_user_function().orchestrator_function
+        elif kind == "activityTrigger":
+            activities[function.get_function_name()] = function.get_user_function()
+    return orchestrators, activities
+
+
 class LocalRunner:
     """Runs orchestrations of a Durable Functions app in this process.
 
@@ -128,16 +144,9 @@ class LocalRunner:
     """
 
     def __init__(self, app: Any, *, max_activities: int = 32,
-                 on_result: Callable[[str, Any, Any], None] | None = None):
-        self._orchestrators: dict[str, Callable[[Any], Generator]] = {}
-        self._activities: dict[str, Callable[[Any], Any]] = {}
-        for function in indexed_functions(app):
-            trigger = function.get_trigger()
-            kind = trigger.type if trigger else None
-            if kind == "orchestrationTrigger":
-                self._orchestrators[function.get_function_name()] = function.get_user_function().orchestrator_function
-            elif kind == "activityTrigger":
-                self._activities[function.get_function_name()] = function.get_user_function()
+                 on_result: Callable[[str, Any, Any], None] | None = None, workers: Workers | None = None):
+        self._orchestrators, self._activities = registered(app)
+        self._workers = workers
         set_up_worker()  # as function_app does in the Functions worker
         self._activity_pool = ThreadPoolExecutor(max_workers=max_activities, thread_name_prefix="activity")
         self._orchestration_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="orchestrator")
@@ -181,11 +190,12 @@ class LocalRunner:
         if function is None:
             raise OrchestrationFailed(f"no activity named {name!r} in the app")
         payload = json.dumps(input_)
+        workers = self._workers if self._workers is not None and self._workers.takes(name) else None
 
         def call() -> Any:
             for attempt in range(1, attempts + 1):
                 try:
-                    result = _round_trip(function(json.loads(payload)))
+                    result = workers.call(name, payload) if workers else _round_trip(function(json.loads(payload)))
                     break
                 except Exception:
                     if attempt == attempts:

@@ -10,23 +10,25 @@ from shared.engine import Services
 from shared.engine.starts import instance_id, run_request
 
 from .orchestration import LocalRunner
+from .workers import Workers
 
 __all__ = ["run_export"]
 
 
 def run_export(export: dict[str, Any], connection: dict[str, Any] | None, *,
                on_activity: Callable[[str, Any, Any], None] | None = None, trigger: str = "cli",
-               max_activities: int = 32, resume: str | None = None) -> dict[str, Any]:
+               max_activities: int = 32, resume: str | None = None, workers: Workers | None = None) -> dict[str, Any]:
     """Run `export` (a document) through `connection`; returns the run's report.
 
     Drives function_app's `export_run` orchestration exactly as the Durable host would.
     `resume` names an interrupted run to continue: confirmed batches are not sent again.
+    `workers`: worker processes for its chunk activities (`runner.workers`); none, all in this process.
     """
     import function_app  # the app itself: its orchestrators and activities are what runs
 
     request = run_request(export["name"], trigger=trigger, requested_by=_user(), export=export,
                           connection=connection, run_id=resume)
-    with LocalRunner(function_app.app, max_activities=max_activities, on_result=on_activity) as runner:
+    with LocalRunner(function_app.app, max_activities=max_activities, on_result=on_activity, workers=workers) as runner:
         runner.run("export_run", request, instance_id(export["name"]))
     return Services.current().runs.report(export["name"], request["run_id"])
 

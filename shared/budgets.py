@@ -26,6 +26,7 @@ lose each other's entries.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -54,6 +55,7 @@ REFRESH_S = 1.0
 STALE_S = 2.5
 SETTLE_S = 4.0
 EXPIRE_S = 15.0
+LINGER_S = 0.25  # an entry outlives the process's last sender by this much
 CONFLICT_ATTEMPTS = 8
 
 
@@ -95,6 +97,8 @@ class RateBudget:
     def leave(self) -> None:
         with self._changed:
             self._senders = max(0, self._senders - 1)
+            if not self._senders:  # remove the entry soon, unless a sender joins meanwhile
+                self._changed.notify()
 
     @property
     def senders(self) -> int:
@@ -129,8 +133,21 @@ class RateBudget:
                 if not senders and not self._senders:  # removed (or left to expire): nothing sends here
                     self._thread = None
                     return
-                if senders or not self._senders:
-                    self._changed.wait(self._refresh_s)
+                if senders and self._senders:
+                    self._changed.wait(self._refresh_s)  # woken early when the last sender leaves
+                if not self._senders:  # chunks of one run follow each other: keep the entry a moment
+                    self._changed.wait_for(lambda: self._senders, timeout=LINGER_S)
+
+    def remove(self) -> None:
+        """Take this process's entry out now, if it has one (at exit: a stopped process sends nothing)."""
+        with self._changed:
+            listed = bool(self._listed) and self._listed[-1][1] > 0
+            self._senders = 0
+        if listed:
+            try:
+                self._sync(0)
+            except Exception as error:  # it expires by itself
+                release_frames(error)
 
     def _sync(self, senders: int) -> None:
         for _ in range(CONFLICT_ATTEMPTS):
@@ -197,3 +214,12 @@ def rate_budget(blob: BlobClient) -> RateBudget:
         if budget is None:
             budget = _budgets[blob.url] = RateBudget(blob)
         return budget
+
+
+@atexit.register
+def _remove_entries() -> None:
+    """An exiting process takes its entries out, so others need not wait for them to expire."""
+    with _budgets_lock:
+        budgets = list(_budgets.values())
+    for budget in budgets:
+        budget.remove()

@@ -1,9 +1,10 @@
 """No credential value leaves Key Vault's path: a full run with known secrets, everything captured.
 
 Four exports run, one of them with a wrong key so that error paths speak too. Captured:
-every log record at DEBUG (ours, the Azure SDK's, urllib3's), every orchestration and
-activity input and output, every blob the runs wrote (plans, checkpoints, progress
-records, rejected rows, reports), and everything printed.
+every log record at DEBUG (ours, the Azure SDK's, urllib3's; a worker process's on its
+stderr), every orchestration and activity input and output, every blob the runs wrote
+(plans, checkpoints, progress records, rejected rows, reports), and everything printed,
+by this process and by the worker process that sends the chunks (when there is one).
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import json
 import logging
 import threading
 
-from runner import run_export
+import pytest
+
+from runner import local_workers, run_export
 from runner.demo import exports_for
 from shared.state import compression_of, decompressed
 from tests.support import upload_segment
 
 
+@pytest.mark.parametrize("workers", [0, 1], ids=["one process", "worker process"])
 def test_no_secret_appears_in_logs_reports_orchestration_data_files_or_output(
-        app_env, stand_ins, storage, unique, caplog, capsys, monkeypatch):
+        app_env, stand_ins, storage, unique, caplog, capfd, monkeypatch, workers):
     secrets = json.loads(app_env.read_text())
     secrets["sandbox-omnisend"]["api_key"] = "omnisend-wrong-key-4711"  # this export fails with a 401
     app_env.write_text(json.dumps(secrets))
@@ -36,14 +40,18 @@ def test_no_secret_appears_in_logs_reports_orchestration_data_files_or_output(
         captured.append({"function": function, "input": task, "output": result})
 
     def run(export):
-        reports[export["name"]] = run_export(export, connections[export["connection"]], on_activity=record)
+        reports[export["name"]] = run_export(export, connections[export["connection"]], on_activity=record,
+                                             workers=pool)
 
     exports = [{**export, "name": f"{export['name']}-{unique}"} for export in exports_for(path)]
-    threads = [threading.Thread(target=run, args=(export,)) for export in exports]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    monkeypatch.setenv("LOCAL_WORKER_LOG_LEVEL", "DEBUG")  # a worker's log records go to its stderr, captured
+    monkeypatch.setenv("LOCAL_WORKER_PROCESSES", str(workers))
+    with local_workers() as pool:
+        threads = [threading.Thread(target=run, args=(export,)) for export in exports]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
     assert reports[f"demo-omnisend-{unique}"]["status"] == "failed"  # the error path was taken
     assert sum(r["destination"]["delivered"] for r in reports.values()) == 3 * 300
@@ -59,8 +67,10 @@ def test_no_secret_appears_in_logs_reports_orchestration_data_files_or_output(
                 data = b"".join(decompressed([data], compression)) if compression else data
             written.append(data.decode())
     assert len(written) > 4 * 3
-    haystack = "\n".join([caplog.text, json.dumps(captured), json.dumps(reports), *written,
-                          *capsys.readouterr()])
+    printed = capfd.readouterr()
+    if workers:  # the worker's own records were captured, not just ours
+        assert "worker " in printed.err and " DEBUG " in printed.err
+    haystack = "\n".join([caplog.text, json.dumps(captured), json.dumps(reports), *written, *printed])
     # Labels, not values: a failing assertion must not print the secrets it found.
     values = {value: f"{name}.{field}" for name, credentials in secrets.items() for field, value in credentials.items()}
     values |= {token: "snapchat access token" for token in stand_ins.snapchat.tokens}

@@ -1,0 +1,73 @@
+"""A worker process of the local runner (`runner.workers`): runs the activities it reads.
+
+    python -m runner.worker    (started by runner.workers.Workers, LOCAL_WORKER_PARENT=<its pid>)
+
+Reads one JSON line per activity on stdin ({"id", "function", "input"}), runs each on a
+thread of its own, and writes one JSON line per outcome on stdout ({"id", "result"} or
+{"id", "error"}). Anything else the process prints goes to stderr, with its log records
+from LOCAL_WORKER_LOG_LEVEL up (WARNING by default). Exits when stdin closes
+and the activities it holds have finished; dies with the runner's process (Linux), as a
+host's workers do when the host goes down, so a killed run is killed whole.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+
+def main() -> None:
+    _die_with_parent()
+    results = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # prints and logs stay off the results
+    sys.stdout = sys.stderr
+    logging.basicConfig(level=os.environ.get("LOCAL_WORKER_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
+                        format="worker %(process)d %(levelname)s %(name)s: %(message)s")
+
+    import function_app  # sets the worker up as the Functions worker would (shared/worker.py)
+
+    from .orchestration import registered
+
+    _, activities = registered(function_app.app)
+    written = threading.Lock()
+
+    def run(message: dict[str, Any]) -> None:
+        try:
+            outcome = {"id": message["id"], "result": activities[message["function"]](message["input"])}
+            line = json.dumps(outcome)
+        except Exception as error:  # the runner raises it into the orchestrator, as the host would
+            line = json.dumps({"id": message["id"], "error": f"{type(error).__name__}: {error}"})
+        with written:
+            results.write(line + "\n")
+            results.flush()
+
+    # As many activities at once as the runner gives (it bounds them): its threads wait on these.
+    with ThreadPoolExecutor(max_workers=128, thread_name_prefix="activity") as pool:
+        for line in sys.stdin:
+            pool.submit(run, json.loads(line))
+
+
+def _die_with_parent() -> None:
+    parent = int(os.environ.get(PARENT, "0")) or os.getppid()  # the runner, which may have died while this started
+    try:
+        libc = ctypes.CDLL(None)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the worker ends when its input closes
+        return
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
+
+
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
+PARENT = "LOCAL_WORKER_PARENT"  # set by runner.workers: the pid of the process that started the worker
+
+
+if __name__ == "__main__":
+    main()
