@@ -63,9 +63,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from runner.workers import local_workers
+
+    with local_workers() as workers:  # first: the worker imports the app while this process does
+        return _run(args, workers)
+
+
+def _run(args: argparse.Namespace, workers) -> int:
     from runner.console import Progress, summary_table
     from runner.runs import run_export
-    from runner.workers import local_workers
     from shared.config import DefinitionError
     from shared.engine import Services
 
@@ -83,9 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = Progress()
     started = time.monotonic()
     try:
-        with local_workers() as workers:
-            report = run_export(dict(export.document), dict(connection.document),
-                                on_activity=progress.track(export.name), resume=args.resume, workers=workers)
+        report = run_export(dict(export.document), dict(connection.document),
+                            on_activity=progress.track(export.name), resume=args.resume, workers=workers)
     except Exception as error:  # storage unreachable and the like: say what, without a traceback
         progress.close()
         print(f"run of {export.name} could not finish: {type(error).__name__}: {error}", file=sys.stderr)

@@ -18,11 +18,18 @@ import threading
 import time
 from pathlib import Path
 
-from runner import local_workers, run_export
-from shared.segments.sharing import shared_blocks
+from runner.workers import local_workers  # the standard library only: the app is imported below
 
 
 def main(job_path: str, result_path: str) -> None:
+    with local_workers() as workers:  # first: the worker imports the app while this process does
+        _run(job_path, result_path, workers)
+
+
+def _run(job_path: str, result_path: str, workers) -> None:
+    from runner import run_export
+    from shared.segments.sharing import shared_blocks
+
     job = json.loads(Path(job_path).read_text())
     connections = {connection["name"]: connection for connection in job["connections"]}
     reports, walls = {}, {}
@@ -33,14 +40,14 @@ def main(job_path: str, result_path: str) -> None:
                                              workers=workers)
         walls[export["name"]] = round(time.monotonic() - started, 2)
 
-    with local_workers() as workers:  # as `cli.py run` and the demo: chunk activities in a worker process
-        memory = _PeakMemory(lambda: [os.getpid(), *(workers.pids() if workers else [])])
-        threads = [threading.Thread(target=run, args=(export,)) for export in job["exports"]]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        memory.stop()
+    # As `cli.py run` and the demo have it: chunk activities in a worker process.
+    memory = _PeakMemory(lambda: [os.getpid(), *(workers.pids() if workers else [])])
+    threads = [threading.Thread(target=run, args=(export,)) for export in job["exports"]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    memory.stop()
     shared = shared_blocks()  # segment blocks read from storage, and taken from another plan instead
     Path(result_path).write_text(json.dumps({"reports": reports, "walls": walls, "segment_blocks": {
         "read": shared.read_blocks, "taken": shared.taken_blocks}, "peak_rss_mb": memory.peak_mb,

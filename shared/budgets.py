@@ -8,11 +8,12 @@ process's share, agreed through one blob per connection::
     export-state/rate-budgets/<connection>.json
     {"processes": {"<process>": {"senders": 3, "seen": <epoch seconds>}, ...}}
 
-While it has chunk activities sending to the connection, a process writes its entry (how
-many of its activities send) every REFRESH_S and takes the part its senders are of all
-senders listed. So whoever is sending uses the whole limit: a run's first chunk, planned
-while the others are not yet, sends at the full limit, not at 1/width of it; one host
-running 8 of a fan-out of 32 uses all of it until other hosts join.
+While it has chunk activities sending to the connection, a process reads the blob every
+REFRESH_S, writes its entry (how many of its activities send) when that changes and
+every EXPIRE_S/3 otherwise, and takes the part its senders are of all senders listed. So
+whoever is sending uses the whole limit: a run's first chunk, planned while the others
+are not yet, sends at the full limit, not at 1/width of it; one host running 8 of a
+fan-out of 32 uses all of it until other hosts join.
 
 Staying under the limit while shares change: a process lowers its share at once (fewer
 senders here, more elsewhere), but counts its own added senders only once they have been
@@ -51,10 +52,10 @@ log = logging.getLogger("segment_export.budgets")
 # A process's view of the others is at most STALE_S old (older, it stops sending), so an
 # entry written at t has been seen by every process still sending by t + STALE_S; SETTLE_S
 # adds the time for which a pacer may have handed out turns at its old rate.
-REFRESH_S = 1.0
-STALE_S = 2.5
-SETTLE_S = 4.0
-EXPIRE_S = 15.0
+REFRESH_S = 2.0
+STALE_S = 5.0
+SETTLE_S = 8.0
+EXPIRE_S = 30.0
 LINGER_S = 0.25  # an entry outlives the process's last sender by this much
 CONFLICT_ATTEMPTS = 8
 
@@ -159,6 +160,10 @@ class RateBudget:
             processes = {name: entry for name, entry in listed.items()
                          if name != self.process and now - entry["seen"] < self._expire_s}
             others = sum(max(0, int(entry.get("senders") or 0)) for entry in processes.values())
+            mine = listed.get(self.process)
+            if mine and mine.get("senders") == senders and now - mine["seen"] < self._expire_s / 3:
+                self._took(read_at, others, senders, listed=True)  # listed as we are: nothing to write
+                return
             if senders:
                 processes[self.process] = {"senders": senders, "seen": round(now, 3)}
             try:
@@ -166,17 +171,19 @@ class RateBudget:
             except (ResourceModifiedError, ResourceExistsError) as conflict:  # another process wrote first
                 release_frames(conflict)
                 continue
-            mine = listed.get(self.process)
-            with self._changed:
-                if not mine or now - mine["seen"] >= self._expire_s:
-                    # Others have not counted us: what we list counts for us after SETTLE_S.
-                    self._listed.clear()
-                    self._listed.append((read_at, 0))
-                self._listed.append((self._clock(), senders))
-                self._forget_settled(self._clock())
-                self._others, self._read_at = others, read_at
+            self._took(read_at, others, senders, listed=bool(mine) and now - mine["seen"] < self._expire_s)
             return
         raise RuntimeError("rate budget: too many concurrent writers")
+
+    def _took(self, read_at: float, others: int, senders: int, listed: bool) -> None:
+        """What a read (and the write after it, if any) told: others' senders, and ours as listed now."""
+        with self._changed:
+            if not listed:  # others have not counted us: what we list counts for us after SETTLE_S
+                self._listed.clear()
+                self._listed.append((read_at, 0))
+            self._listed.append((self._clock(), senders))
+            self._forget_settled(self._clock())
+            self._others, self._read_at = others, read_at
 
     def _read(self) -> tuple[dict[str, Any], str | None]:
         try:

@@ -274,7 +274,8 @@ def test_a_worker_reads_answer_headers_directly_and_still_honours_an_announced_w
     assert headers.read_headers_directly() and http.client.parse_headers is headers.parse_headers
     server.queue.append(Answer(429, {}, {"Retry-After": "2"}))
     client.request("POST", f"{server.url}/batch", json={})
-    assert client.waits == [2.0] and client.stats.throttled == 1 and len(calls) == 2  # the 429, then the 200
+    ours = [text for text in calls if "Azurite" not in text]  # not a storage answer of another thread
+    assert client.waits == [2.0] and client.stats.throttled == 1 and len(ours) == 2  # the 429, then the 200
 
 
 class _Counting:
