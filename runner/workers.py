@@ -138,7 +138,11 @@ class _Process:
     def _read(self, popen: subprocess.Popen, pending: dict[int, Future]) -> None:
         stream: IO[str] = popen.stdout  # type: ignore[assignment]
         for line in stream:
-            message = json.loads(line)
+            try:
+                message = json.loads(line)
+            except ValueError:  # not the protocol: the worker cannot be trusted with more
+                popen.kill()
+                break
             with self._lock:
                 future = pending.pop(message["id"])
             if "error" in message:
@@ -147,8 +151,8 @@ class _Process:
                 future.set_result(message["result"])
         code = popen.wait()
         with self._lock:
-            lost, pending_now = list(pending.values()), pending
-            pending_now.clear()
+            lost = list(pending.values())
+            pending.clear()
         for future in lost:
             future.set_exception(ActivityFailed(f"the worker process exited (code {code}) while running it"))
 
