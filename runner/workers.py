@@ -43,9 +43,11 @@ def worker_processes() -> int:
     """Worker processes for local runs: LOCAL_WORKER_PROCESSES, else 1 on a machine of two
     cores or more (0 runs everything in the runner's process)."""
     configured = os.environ.get("LOCAL_WORKER_PROCESSES", "").strip()
-    if configured:
-        return max(0, int(configured))
-    return 1 if (os.cpu_count() or 1) >= 2 else 0
+    if not configured:
+        return 1 if (os.cpu_count() or 1) >= 2 else 0
+    if not configured.isdigit():
+        raise ValueError(f"LOCAL_WORKER_PROCESSES must be a number of processes (0: none), not {configured!r}")
+    return int(configured)
 
 
 @contextmanager

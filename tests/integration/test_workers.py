@@ -19,7 +19,7 @@ import pytest
 
 import function_app
 from runner import Workers, run_export
-from runner.workers import ActivityFailed
+from runner.workers import ActivityFailed, worker_processes
 from tests.support import assert_accounted, connection_of, upload_segment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +93,16 @@ def test_a_worker_killed_mid_run_is_replaced_and_its_chunks_resume_from_their_ch
     # Resumed from the progress records: no more than the batches in flight at the kill were sent twice.
     settings = connection["settings"]
     assert len(stand_ins.braze.log) <= PROFILES // 10 + settings["parallel_chunks"] * settings["requests_in_flight"]
+
+
+def test_the_number_of_worker_processes_is_a_setting_with_a_clear_error(monkeypatch):
+    monkeypatch.setenv("LOCAL_WORKER_PROCESSES", "0")
+    assert worker_processes() == 0
+    monkeypatch.setenv("LOCAL_WORKER_PROCESSES", "2")
+    assert worker_processes() == 2
+    monkeypatch.setenv("LOCAL_WORKER_PROCESSES", "two")
+    with pytest.raises(ValueError, match="LOCAL_WORKER_PROCESSES must be a number of processes"):
+        worker_processes()
 
 
 def test_an_activity_that_fails_in_a_worker_fails_with_its_type_and_message(app_env):
