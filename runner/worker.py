@@ -6,19 +6,18 @@ Reads one JSON line per activity on stdin ({"id", "function", "input"}), runs ea
 thread of its own, and writes one JSON line per outcome on stdout ({"id", "result"} or
 {"id", "error"}). Anything else the process prints goes to stderr, with its log records
 from LOCAL_WORKER_LOG_LEVEL up (WARNING by default). Exits when stdin closes
-and the activities it holds have finished; dies with the runner's process (Linux), as a
-host's workers do when the host goes down, so a killed run is killed whole.
+and the activities it holds have finished; ends within 0.1 s of the runner's process, as
+a host's workers go down with their host, so a killed run is killed whole.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import logging
 import os
-import signal
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -55,18 +54,23 @@ def main() -> None:
 
 
 def _die_with_parent() -> None:
+    """Exit as soon as the runner's process is gone (its pid is no longer this one's parent).
+
+    Not prctl's parent-death signal: that fires when the *thread* that started the worker
+    ends, and a replacement worker is started from one of the runner's activity threads.
+    """
     parent = int(os.environ.get(PARENT, "0")) or os.getppid()  # the runner, which may have died while this started
-    try:
-        libc = ctypes.CDLL(None)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the worker ends when its input closes
-        return
-    if os.getppid() != parent:  # the parent died before the signal was asked for
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
         os._exit(1)
 
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
-PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
+
 PARENT = "LOCAL_WORKER_PARENT"  # set by runner.workers: the pid of the process that started the worker
+PARENT_POLL_S = 0.1
 
 
 if __name__ == "__main__":

@@ -121,7 +121,8 @@ class RateBudget:
             self._listed.popleft()
 
     def _keep(self) -> None:
-        """Write this process's entry every REFRESH_S while it has senders; remove it after."""
+        """Read the blob every REFRESH_S while this process has senders (writing its entry when
+        due); remove the entry once none are left."""
         while True:
             with self._changed:
                 senders = self._senders
@@ -152,6 +153,7 @@ class RateBudget:
 
     def _sync(self, senders: int) -> None:
         for _ in range(CONFLICT_ATTEMPTS):
+            senders = min(senders, self._senders)  # fewer since (a chunk ended, the process exiting): list those
             read_at = self._clock()
             document, etag = self._read()
             now = self._wall_clock()
