@@ -20,7 +20,7 @@ import threading
 from contextlib import closing
 from datetime import UTC, datetime
 from itertools import compress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from destinations import SPECS, Destination, destination_class
 from destinations.rows import Rows
@@ -28,9 +28,12 @@ from destinations.rows import Rows
 from ..config import Connection, DefinitionError, Export, parse_connection, parse_export
 from ..segments import Block, SegmentError, offset_after, resolve_columns
 from ..state import ITEMS_COMPRESSION, BackgroundWrites
-from .rows import FirstSeen, classify_block
+from .rows import classify_block
 from .services import Services
 from .tally import Tally, batch_line
+
+if TYPE_CHECKING:
+    from .first_seen import FirstSeen
 
 __all__ = ["PlanError", "load_definitions", "plan_next_part", "plan_run"]
 
@@ -187,6 +190,8 @@ def _read_part(plan: dict[str, Any], connection: Connection, export: Export, ser
                writes: BackgroundWrites, first_seen: FirstSeen | None) -> FirstSeen:
     """One part of the plan: read each segment once, row block by row block, into chunks (see
     the module docstring), from the cursor on; returns the dedupe state for the next part."""
+    from .first_seen import FirstSeen  # numpy: loaded by the processes that plan, not by the senders
+
     cls = destination_class(connection.type)
     identifier = cls.SPEC.identifier
     batch, width = connection.settings["batch_size"], connection.settings["parallel_chunks"]
@@ -275,6 +280,8 @@ def _first_seen(key: tuple[str, str], plan: dict[str, Any], connection: Connecti
         return first_seen
     if cursor["parts"] == 0:
         return None  # sized by the first block
+    from .first_seen import FirstSeen
+
     cls = destination_class(connection.type)
     identifier = cls.SPEC.identifier
     first_seen = FirstSeen(cursor["expected_rows"])

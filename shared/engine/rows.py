@@ -2,20 +2,16 @@
 
 Rows are classified a block at a time (`classify_block`), in list operations that run
 mostly in C: this is done once per row of every segment, so it is the hot path. The
-first occurrence of a key wins; later ones are skipped (`FirstSeen`).
+first occurrence of a key wins; later ones are skipped (`first_seen.FirstSeen`).
 """
 
 from __future__ import annotations
-
-import math
-
-import numpy as np
 
 from destinations import Destination
 from destinations.rows import Rows
 from shared.segments import Block
 
-__all__ = ["FirstSeen", "IDENTIFIER_LABELS", "classify_block"]
+__all__ = ["IDENTIFIER_LABELS", "classify_block"]
 
 IDENTIFIER_LABELS = {"email": "email", "customer_id": "customer id"}
 
@@ -52,70 +48,3 @@ def classify_block(block: Block, width: int, key_index: int, identifier: str,
         else:
             problems[index] = ("skipped", f"missing {IDENTIFIER_LABELS[identifier]}")
     return keys, problems
-
-
-class FirstSeen:
-    """Remembers keys compactly, to tell a first occurrence from a repeat.
-
-    A key is kept as a 64-bit fingerprint (Python's string hash, stable within a
-    process) in an open-addressing table (linear probing, 0 marks a free slot), looked
-    up and inserted a block of keys at a time with numpy array operations: ~0.8 µs a key
-    where a Python loop over byte buckets took 2.4. The table is sized once from the
-    expected number of keys at 80% load, 10 bytes a key (100 MB for ten million, where a
-    set of strings would take over a gigabyte), and grows by half if more keys come. Two
-    distinct keys share a fingerprint with probability about n²/2⁶⁵ (3·10⁻⁶ for ten
-    million); the later one would then be skipped as a duplicate.
-    """
-
-    def __init__(self, expected_keys: int = 0) -> None:
-        self._table = np.zeros(max(_MIN_SLOTS, math.ceil(expected_keys / _LOAD)), np.uint64)
-        self.count = 0
-
-    def first(self, keys: list[str | None]) -> list[bool]:
-        """For each key: True the first time it is seen (None keys: False, not remembered)."""
-        present = [index for index, key in enumerate(keys) if key is not None]
-        if not present:
-            return [False] * len(keys)
-        if self.count + len(present) > _GROW_AT * len(self._table):
-            self._grow(self.count + len(present))
-        named = keys if len(present) == len(keys) else [keys[index] for index in present]
-        fingerprints = np.fromiter(map(hash, named), np.int64, len(present)).view(np.uint64)
-        fingerprints[fingerprints == 0] = 1  # 0 marks a free slot
-        new = self._insert(fingerprints)
-        self.count += int(np.count_nonzero(new))
-        firsts = np.zeros(len(keys), bool)
-        firsts[np.asarray(present)[new]] = True
-        return firsts.tolist()
-
-    def _insert(self, fingerprints: np.ndarray) -> np.ndarray:
-        """Insert the fingerprints not yet held; True for those (a repeat within them: its first only)."""
-        table, capacity = self._table, len(self._table)
-        slots = (fingerprints % np.uint64(capacity)).astype(np.intp)
-        new = np.zeros(len(fingerprints), bool)
-        pending = np.arange(len(fingerprints))  # stays in key order: the first of equal keys wins a slot
-        while pending.size:
-            at = slots[pending]
-            held = table[at]
-            free = held == 0
-            if free.any():  # one key per free slot; the others probe on
-                candidates = pending[free]
-                _, winners = np.unique(at[free], return_index=True)
-                chosen = candidates[winners]
-                table[slots[chosen]] = fingerprints[chosen]
-                new[chosen] = True
-                held = table[at]
-            pending = pending[held != fingerprints[pending]]
-            following = slots[pending] + 1
-            following[following == capacity] = 0
-            slots[pending] = following
-        return new
-
-    def _grow(self, keys: int) -> None:
-        held = self._table[self._table != 0]
-        self._table = np.zeros(max(math.ceil(keys / _LOAD), len(self._table) * 3 // 2), np.uint64)
-        self._insert(held)
-
-
-_LOAD = 0.8  # keys per slot the table is sized for
-_GROW_AT = 0.9  # keys per slot past which it grows (probe sequences lengthen fast beyond)
-_MIN_SLOTS = 1024

@@ -1,7 +1,7 @@
 """Planning in parts: what one part hands on to the next within a process."""
 
 from shared.engine import planning
-from shared.engine.rows import FirstSeen
+from shared.engine.first_seen import FirstSeen
 
 
 def test_the_dedupe_state_kept_between_plan_parts_is_bounded_to_the_latest_runs(monkeypatch):
