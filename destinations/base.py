@@ -65,8 +65,6 @@ __all__ = [
 ]
 
 
-
-
 class RowRejected(Exception):
     """One row is refused; `reason` is short and fixed-form so reports can group by it."""
 

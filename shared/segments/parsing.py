@@ -46,7 +46,7 @@ class Block:
     end: int  # byte offset just past its last row
     data: bytes = field(repr=False)  # its bytes, kept to find a row boundary inside it
     bad: frozenset[int] = frozenset()  # indices of rows holding bytes that are not UTF-8
-    # What is worked out from its rows once for every plan reading it (`engine.rows`).
+    # What is worked out from its rows once for every plan reading it (`destinations.rows.Rows`).
     derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
     derived_lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
