@@ -91,6 +91,9 @@ class Destination(ABC):
     # JSON items shrink tens of times at over a GB/s, sparing storage most of their bytes
     # both ways.
     COMPRESS_PREPARED: ClassVar[bool] = True
+    # Whether the items are the keys themselves (Snapchat's hashes): the plan then stores
+    # a batch's keys once, in its items, and `keys_of_batch` reads them back.
+    ITEMS_ARE_KEYS: ClassVar[bool] = False
 
     def __init__(self, connection: Connection, export: Export, columns: Mapping[str, int],
                  credentials: Credentials | None = None, http: HttpClient | None = None):
@@ -152,6 +155,11 @@ class Destination(ABC):
     def encode_batch(self, items: list[str]) -> str:
         """A batch of items as the plan stores it, once per batch: by default one JSON array."""
         return "[" + ",".join(items) + "]"
+
+    @classmethod
+    def keys_of_batch(cls, batch: bytes) -> list[str]:
+        """The keys of a batch `encode_batch` wrote, in order: for a vendor whose ITEMS_ARE_KEYS."""
+        raise NotImplementedError(f"{cls.__name__}'s batches do not hold their keys")
 
     @abstractmethod
     def send(self, keys: Sequence[str], items: bytes) -> dict[int, str] | Pending:

@@ -393,8 +393,9 @@ class RunStore:
                 start = 0
                 while (end := block.find(b"\n", start)) >= 0:
                     parts.append(block[start:end])
-                    yield parts[0] if len(parts) == 1 else b"".join(parts)
-                    parts, start = [], end + 1
+                    line = parts[0] if len(parts) == 1 else b"".join(parts)
+                    parts, start = [], end + 1  # not held while the line is sent: a Snapchat line is megabytes
+                    yield line
                 parts.append(block[start:])
             if any(parts):
                 yield b"".join(parts)

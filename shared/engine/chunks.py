@@ -83,7 +83,7 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
                 sender.failure = f"{cls.SPEC.display_name}: {error}"
         with sender:
             for line in items:
-                batch = PreparedBatch(line)
+                batch = PreparedBatch(line, cls.keys_of_batch)
                 if batch.last_row > resume_after:  # progress is recorded at batch ends: batches are whole
                     sender.send(batch)
     finally:

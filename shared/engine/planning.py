@@ -406,7 +406,8 @@ class _ChunkWriter:
         size = len(self._items) if size is None else size
         if size:
             self.batches.write(batch_line(self._rows[:size], self._keys[:size], self._identifiers[:size],
-                                          self.destination.encode_batch(self._items[:size])))
+                                          self.destination.encode_batch(self._items[:size]),
+                                          self.destination.ITEMS_ARE_KEYS))
             self.items += size
             del self._rows[:size], self._keys[:size], self._identifiers[:size], self._items[:size]
 

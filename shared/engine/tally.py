@@ -10,7 +10,7 @@ import csv
 import io
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["REJECTED_HEADER", "PreparedBatch", "Tally", "batch_line"]
@@ -81,7 +81,8 @@ _UNIT = "\x1f"  # ASCII unit separator: between the keys (and identifiers) of a 
 _UNIT_BYTE = _UNIT.encode()
 
 
-def batch_line(rows: list[int], keys: list[str], identifiers: list[str], items: str) -> list[str]:
+def batch_line(rows: list[int], keys: list[str], identifiers: list[str], items: str,
+               keys_in_items: bool = False) -> list[str]:
     """One prepared batch: its row numbers, keys and raw identifiers, and the JSON array of its items.
 
     Written as `rows<TAB>keys<TAB>identifiers<TAB>items`: the row numbers as runs
@@ -94,13 +95,20 @@ def batch_line(rows: list[int], keys: list[str], identifiers: list[str], items: 
 
     A raw identifier written as its key is (most emails are) is stored empty: keys are never
     empty, so an empty identifier can only mean that, and every batch is smaller to store
-    and to read back.
+    and to read back. With `keys_in_items` (a vendor whose items are the keys: Snapchat's
+    hashes, `Destination.ITEMS_ARE_KEYS`) the keys are not stored a second time: the keys
+    field is left empty and the identifiers are stored whole; the sender reads the keys
+    back from the items if it ever needs them (`PreparedBatch.keys`).
     """
-    stored = [("" if identifier == key else identifier) for key, identifier in zip(keys, identifiers, strict=True)]
-    joined_keys, joined_identifiers = _UNIT.join(keys), _UNIT.join(stored)
-    if _plain(joined_keys, len(keys)) and _plain(joined_identifiers, len(stored)):
+    if keys_in_items:
+        stored, joined_keys = identifiers, ""
+    else:
+        stored = [("" if identifier == key else identifier) for key, identifier in zip(keys, identifiers, strict=True)]
+        joined_keys = _UNIT.join(keys)
+    joined_identifiers = _UNIT.join(stored)
+    if (keys_in_items or _plain(joined_keys, len(keys))) and _plain(joined_identifiers, len(stored)):
         return [row_runs(rows), "\t", joined_keys, "\t", joined_identifiers, "\t", items, "\n"]
-    return [_ENCODE([rows, keys, stored]), "\t", items, "\n"]
+    return [_ENCODE([rows, [] if keys_in_items else keys, stored]), "\t", items, "\n"]
 
 
 def row_runs(rows: list[int]) -> str:
@@ -142,28 +150,38 @@ class PreparedBatch:
 
     Nothing is copied or decoded that is not used: `items` is a view into the line, and
     the row numbers, keys and identifiers are decoded only when asked for. A Snapchat
-    batch holds 100,000 rows, and sending it needs none of them.
+    batch holds 50,000 rows, and sending it needs none of them. A line written without
+    its keys (`batch_line`'s `keys_in_items`) has them read from its items by
+    `keys_of_batch` (the destination's), if they are asked for.
     """
 
-    __slots__ = ("items", "count", "last_row", "_rows", "_keys", "_identifiers", "_raw")
+    __slots__ = ("items", "count", "last_row", "_rows", "_keys", "_identifiers", "_raw", "_keys_of_batch",
+                 "_keys_stored")
 
-    def __init__(self, line: bytes):
+    def __init__(self, line: bytes, keys_of_batch: Callable[[bytes], list[str]] | None = None):
         self._raw: list[str] | None = None
+        self._keys_of_batch = keys_of_batch
         view = memoryview(line)
         if line.startswith(b"["):
             tab = line.index(b"\t")
             self._rows, self._keys, self._identifiers = json.loads(view[:tab].tobytes())
             self.items = view[tab + 1:]
             self.count, self.last_row = len(self._rows), self._rows[-1]
+            if not self._keys:  # keys never stored (no batch is empty): they are in the items
+                self._keys = None
         else:
             first = line.index(b"\t")
             second = line.index(b"\t", first + 1)
             third = line.index(b"\t", second + 1)
-            self._rows, self._keys, self._identifiers = view[:first], view[first + 1:second], view[second + 1:third]
+            self._rows, self._identifiers = view[:first], view[second + 1:third]
             self.items = view[third + 1:]
-            self.count = line.count(_UNIT_BYTE, first + 1, second) + 1
+            # Keys are never empty, so an empty keys field means: not stored, they are in the items.
+            self._keys = view[first + 1:second] if second > first + 1 else None
+            counted = (first + 1, second) if self._keys is not None else (second + 1, third)
+            self.count = line.count(_UNIT_BYTE, *counted) + 1
             last_run = line[line.rfind(b",", 0, first) + 1:first]
             self.last_row = int(last_run.rpartition(b"-")[2])
+        self._keys_stored = self._keys is not None
 
     @property
     def rows(self) -> list[int]:
@@ -183,7 +201,9 @@ class PreparedBatch:
             stored = self._identifiers
             if isinstance(stored, memoryview):
                 stored = str(stored, "utf-8").split(_UNIT)
-            self._raw = [identifier or key for key, identifier in zip(self.keys, stored, strict=True)]
+            # Stored whole where the keys were not stored (see `batch_line`).
+            self._raw = stored if not self._keys_stored else [
+                identifier or key for key, identifier in zip(self.keys, stored, strict=True)]
         return self._raw
 
 
@@ -195,7 +215,14 @@ class _Split(Sequence):
 
     def _values(self) -> list[str]:
         value = getattr(self._batch, self._attribute)
-        if isinstance(value, memoryview):
+        if value is None:  # not stored: read from the items
+            if self._batch._keys_of_batch is None:
+                raise ValueError("this batch's keys are in its items: read it with its destination's keys_of_batch")
+            value = self._batch._keys_of_batch(self._batch.items)
+            if len(value) != self._batch.count:
+                raise ValueError(f"the batch holds {len(value)} keys in its items for {self._batch.count} rows")
+            setattr(self._batch, self._attribute, value)
+        elif isinstance(value, memoryview):
             value = str(value, "utf-8").split(_UNIT)
             setattr(self._batch, self._attribute, value)
         return value
