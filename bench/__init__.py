@@ -1,1 +1,1 @@
-"""Benchmarks: `make bench` (python -m bench). See bench/README.md and the README's Performance section."""
+"""Benchmarks: `make bench` (python -m bench). See the README's Performance section and bench/HISTORY.md."""

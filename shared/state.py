@@ -292,7 +292,7 @@ COMPRESS_BYTES = 1024 * 1024
 
 # How a chunk's items are stored, as its entry in the plan says (`items_compression`).
 # zstd at level 1 compresses this JSON ~5 times faster than zlib at its fastest level and
-# reads it back ~3 times faster, and smaller (README, Performance). zlib is what plans
+# reads it back ~3 times faster, and smaller (bench/HISTORY.md). zlib is what plans
 # made before it say (`items_compressed: true`).
 ITEMS_COMPRESSION = "zstd"
 # Prepared items are read back a quarter megabyte of text at a time: every chunk activity
