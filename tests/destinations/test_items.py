@@ -102,3 +102,20 @@ def test_a_template_fills_its_holes_from_columns_and_checks_their_number():
     assert out == ['{"a":"x","b":1}', None, '{"a":"z","b":3}']
     with pytest.raises(ValueError, match="2 holes, given 1"):
         template.fill([['"x"']], [0], [None])
+
+
+def test_rows_are_grouped_by_which_optional_fields_they_have():
+    """Every row lands in exactly one group, the one naming exactly the fields it has
+    (an empty one, '""', is a field it has not); a block without empties is one group."""
+    from destinations.base import EMPTY, by_presence
+
+    chooser = random.Random(11)
+    columns = {name: [chooser.choice([EMPTY, '"x"', '"y"']) for _ in range(500)] for name in ("a", "b", "c")}
+    seen: list[int] = []
+    for present, indices in by_presence(columns, 500):
+        for index in indices:
+            assert present == tuple(name for name in columns if columns[name][index] != EMPTY)
+        seen += indices
+    assert sorted(seen) == list(range(500))
+    full = {name: ['"x"'] * 4 for name in ("a", "b")}
+    assert [(present, list(indices)) for present, indices in by_presence(full, 4)] == [(("a", "b"), [0, 1, 2, 3])]
