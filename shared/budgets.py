@@ -6,7 +6,8 @@ a pacer per connection (`shared.http.pacing`) whose rate is the limit times this
 process's share, agreed through one blob per connection::
 
     export-state/rate-budgets/<connection>.json
-    {"processes": {"<process>": {"senders": 3, "seen": <epoch seconds>}, ...}}
+    {"processes": {"<process>": {"senders": 3, "seen": <epoch seconds>}, ...},
+     "hold_until": <epoch seconds>}
 
 While it has chunk activities sending to the connection, a process reads the blob every
 REFRESH_S, writes its entry (how many of its activities send) when that changes and
@@ -23,6 +24,11 @@ nobody else is listed. A process that could not read the blob for STALE_S stops 
 until it can (others may have grown meanwhile). Entries not written for EXPIRE_S (a host
 gone) are dropped. Writes are conditional on the blob's ETag, so concurrent writers never
 lose each other's entries.
+
+A throttle window the vendor announces to one process (a 429's Retry-After, Braze's
+exhausted window until its reset) is written at once as `hold_until`, and every process
+sending to the connection waits it out from its next read (REFRESH_S at most), instead of
+each collecting a 429 of its own to learn it.
 """
 
 from __future__ import annotations
@@ -83,6 +89,8 @@ class RateBudget:
         self._listed: deque[tuple[float, int]] = deque()
         self._others = 0  # senders of the other processes, at the last read
         self._read_at = -float("inf")  # when the last successful read began
+        self._hold_until = 0.0  # wall clock: the latest throttle window known, announced here or read
+        self._announced = 0.0  # the end of one announced here and not yet written
 
     def join(self) -> None:
         with self._changed:
@@ -116,6 +124,19 @@ class RateBudget:
             counted = min([self._senders] + [senders for _, senders in self._listed])
             return counted / (counted + self._others)
 
+    def hold(self, seconds: float) -> None:
+        """A vendor announced a throttle window to this process: written for the others now."""
+        until = self._wall_clock() + seconds
+        with self._changed:
+            if until <= self._hold_until:  # known already (and written, or about to be)
+                return
+            self._hold_until = self._announced = until
+            self._changed.notify()  # the keeping thread writes it now, not at its next refresh
+
+    def held_s(self) -> float:
+        """Seconds left of the latest throttle window known (0: none)."""
+        return max(0.0, self._hold_until - self._wall_clock())
+
     def _forget_settled(self, now: float) -> None:
         while len(self._listed) > 1 and self._listed[1][0] <= now - self._settle_s:
             self._listed.popleft()
@@ -126,8 +147,10 @@ class RateBudget:
         while True:
             with self._changed:
                 senders = self._senders
+            synced = False
             try:
                 self._sync(senders)
+                synced = True
             except Exception as error:  # storage unreachable or refusing: the share goes stale, sending waits
                 log.warning("rate budget %s not updated: %s", self._blob.blob_name, type(error).__name__)
                 release_frames(error)
@@ -135,8 +158,9 @@ class RateBudget:
                 if not senders and not self._senders:  # removed (or left to expire): nothing sends here
                     self._thread = None
                     return
-                if senders and self._senders:
-                    self._changed.wait(self._refresh_s)  # woken early when the last sender leaves
+                if senders and self._senders:  # woken early when the last sender leaves, or to write a hold
+                    self._changed.wait_for(lambda synced=synced: not self._senders or (synced and self._announced),
+                                           timeout=self._refresh_s)
                 if not self._senders:  # chunks of one run follow each other: keep the entry a moment
                     self._changed.wait_for(lambda: self._senders, timeout=LINGER_S)
 
@@ -163,23 +187,36 @@ class RateBudget:
                          if name != self.process and now - entry["seen"] < self._expire_s}
             others = sum(max(0, int(entry.get("senders") or 0)) for entry in processes.values())
             mine = listed.get(self.process)
-            if mine and mine.get("senders") == senders and now - mine["seen"] < self._expire_s / 3:
-                self._took(read_at, others, senders, listed=True)  # listed as we are: nothing to write
+            held = document.get("hold_until")
+            held = float(held) if isinstance(held, (int, float)) else 0.0
+            announced = self._announced
+            if (mine and mine.get("senders") == senders and now - mine["seen"] < self._expire_s / 3
+                    and announced <= held):
+                self._took(read_at, others, senders, True, held)  # listed as we are: nothing to write
                 return
             if senders:
                 processes[self.process] = {"senders": senders, "seen": round(now, 3)}
+            written: dict[str, Any] = {"processes": processes}
+            hold = max(held, announced)
+            if hold > now:  # a window still running is kept, whoever announced it
+                written["hold_until"] = round(hold, 3)
             try:
-                self._write({"processes": processes}, etag)
+                self._write(written, etag)
             except (ResourceModifiedError, ResourceExistsError) as conflict:  # another process wrote first
                 release_frames(conflict)
                 continue
-            self._took(read_at, others, senders, listed=bool(mine) and now - mine["seen"] < self._expire_s)
+            with self._changed:
+                if self._announced <= hold:
+                    self._announced = 0.0
+            self._took(read_at, others, senders, bool(mine) and now - mine["seen"] < self._expire_s, hold)
             return
         raise RuntimeError("rate budget: too many concurrent writers")
 
-    def _took(self, read_at: float, others: int, senders: int, listed: bool) -> None:
-        """What a read (and the write after it, if any) told: others' senders, and ours as listed now."""
+    def _took(self, read_at: float, others: int, senders: int, listed: bool, held: float) -> None:
+        """What a read (and the write after it, if any) told: others' senders, ours as listed
+        now, and the latest throttle window."""
         with self._changed:
+            self._hold_until = max(self._hold_until, held)
             if not listed:  # others have not counted us: what we list counts for us after SETTLE_S
                 self._listed.clear()
                 self._listed.append((read_at, 0))

@@ -23,6 +23,12 @@ class Budget(Protocol):
     def share(self) -> float:
         """The part of the limit this process may use now, 0 to 1 (0: wait)."""
 
+    def hold(self, seconds: float) -> None:
+        """The vendor announced a throttle window of `seconds` to this process: tell the others."""
+
+    def held_s(self) -> float:
+        """Seconds left of the latest throttle window announced to any process (0: none)."""
+
 
 class Pacer:
     """Keeps requests to one vendor under its rate limit, and honours its throttle windows.
@@ -31,8 +37,9 @@ class Pacer:
     Chunk activities `join` while they send and `leave` after. With a `budget`, the rate is
     the connection's limit times this process's share of it, agreed with the other
     processes sending to the connection, so that activities spread over several hosts
-    stay under the vendor's limit together, and whoever is sending uses all of it. Without
-    one (tests, one process by construction), the whole limit.
+    stay under the vendor's limit together, and whoever is sending uses all of it; a
+    throttle window the vendor announces to one of them holds them all. Without one
+    (tests, one process by construction), the whole limit.
     """
 
     def __init__(self, limit_per_s: float, *, budget: Budget | None = None,
@@ -63,9 +70,17 @@ class Pacer:
         return HEADROOM * self.limit_per_s * share
 
     def hold(self, seconds: float) -> None:
-        """No request leaves before `seconds` from now (a throttle window the vendor announced)."""
+        """No request leaves before `seconds` from now (a throttle window the vendor announced),
+        from this process nor, once they have read the budget, from the others."""
         with self._lock:
             self._hold_until = max(self._hold_until, self._clock() + seconds)
+        if self._budget is not None:
+            self._budget.hold(seconds)
+
+    def _held_s(self) -> float:
+        """Seconds left of a throttle window: this process's own, or one another process announced."""
+        held = self._budget.held_s() if self._budget is not None else 0.0
+        return max(held, self._hold_until - self._clock())
 
     def acquire(self) -> float:
         """Wait for this request's turn; returns the seconds waited."""
@@ -75,13 +90,13 @@ class Pacer:
             wait += SHARE_POLL_S
         with self._lock:
             now = self._clock()
-            start = max(now, self._next, self._hold_until)
+            start = max(now + self._held_s(), self._next)
             self._next = start + 1.0 / rate
         wait += start - now
         if start > now:
             self._sleep(start - now)
         # A throttle window may have been announced while this thread slept.
-        while (remaining := self._hold_until - self._clock()) > 0:
+        while (remaining := self._held_s()) > 0:
             self._sleep(remaining)
             wait += remaining
         return wait

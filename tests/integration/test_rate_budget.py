@@ -128,6 +128,41 @@ def test_a_host_gone_silent_is_forgotten_after_the_expiry(blob):
     _senders(budget, 0)
 
 
+def test_a_throttle_window_announced_to_one_process_holds_the_others_and_keeps_their_entries(blob):
+    first, second = _budget(blob), _budget(blob)
+    _senders(first, 2)
+    _senders(second, 1)
+    _until(lambda: blob.exists() and {first.process, second.process} <= set(_listed(blob)))
+    assert second.held_s() == 0
+    announced = time.monotonic()
+    first.hold(1.5)  # a 429 with Retry-After: 1.5, or Braze's window spent until its reset
+    assert first.held_s() > 1.4  # this process at once
+    _until(lambda: second.held_s() > 0, seconds=1.0)  # the other at its next read
+    assert time.monotonic() - announced < 0.5  # written at once, read within a refresh
+    assert 1.0 < second.held_s() <= 1.5
+    assert {first.process, second.process} <= set(_listed(blob))  # the hold took no entry out
+    first.hold(0.2)  # a shorter window inside a longer one changes nothing
+    assert 1.0 < second.held_s() <= 1.5
+    _until(lambda: second.held_s() == 0 and first.held_s() == 0, seconds=2.0)
+    _until(lambda: "hold_until" not in json.loads(blob.download_blob().readall()), seconds=TIMINGS["expire_s"])
+    _senders(first, 0)
+    _senders(second, 0)
+
+
+def test_a_pacer_holds_while_another_process_waits_out_a_window_it_was_told(blob):
+    told, holding = Pacer(100, budget=_budget(blob)), Pacer(100, budget=_budget(blob))
+    told.join()
+    holding.join()
+    _until(lambda: told.rate > 0 and holding.rate > 0, seconds=3.0)
+    told.hold(1.0)
+    time.sleep(TIMINGS["refresh_s"] * 3)  # the other has read it
+    started = time.monotonic()
+    holding.acquire()
+    assert time.monotonic() - started >= 0.5  # it waited out the rest of the window
+    told.leave()
+    holding.leave()
+
+
 def test_a_process_that_cannot_read_the_budget_does_not_send_and_says_why(caplog):
     unreachable = BlobClient.from_blob_url("http://127.0.0.1:9/devstoreaccount1/export-state/rate-budgets/x.json",
                                            retry_total=0, connection_timeout=0.2)

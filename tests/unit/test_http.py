@@ -6,6 +6,7 @@ import email.utils
 import http.client
 import socket
 from collections import deque
+from collections.abc import Callable
 
 import pytest
 
@@ -170,6 +171,14 @@ class _Budget:
 
     def __init__(self, share: float):
         self.part, self.senders = share, 0
+        self.announced: list[float] = []  # throttle windows this process told the others
+        self.others_hold: Callable[[], float] = lambda: 0.0  # seconds left of one another process announced
+
+    def hold(self, seconds: float) -> None:
+        self.announced.append(seconds)
+
+    def held_s(self) -> float:
+        return self.others_hold()
 
     def join(self) -> None:
         self.senders += 1
@@ -207,6 +216,19 @@ def test_a_pacer_without_a_share_waits_until_it_has_one():
     pacer = Pacer(10, budget=budget, clock=lambda: now[0], sleep=sleep)
     waited = pacer.acquire()
     assert now[0] >= 0.5 and waited == pytest.approx(now[0])
+
+
+def test_a_throttle_window_is_told_to_the_budget_and_one_told_by_another_process_holds_this_one():
+    now = [0.0]
+    budget = _Budget(1.0)
+    pacer = Pacer(10, budget=budget, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    pacer.hold(3)
+    assert budget.announced == [3]  # the other processes learn it from the budget
+    assert pacer.acquire() == pytest.approx(3)
+    started = now[0]
+    budget.others_hold = lambda: max(0.0, started + 2.0 - now[0])  # announced to another process
+    pacer.acquire()
+    assert now[0] - started >= 2.0
 
 
 def test_an_answer_slower_than_the_timeout_is_retried_then_reported(server, monkeypatch):
