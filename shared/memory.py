@@ -1,6 +1,7 @@
 """How the worker process manages its memory: large freed buffers go back to the
-operating system at once and threads share two heaps (glibc), the cycle collector runs
-less often, and caught storage errors release the frames they saw.
+operating system at once, threads share two heaps (glibc) and a plan part's freed pages
+are returned when it ends, the cycle collector runs less often, and caught storage errors
+release the frames they saw.
 
 glibc serves a large allocation with its own mmap, returned when freed, until one such
 block is freed: it then raises its mmap threshold to that size (up to 32 MB), and later
@@ -26,7 +27,8 @@ import ctypes
 import gc
 import traceback
 
-__all__ = ["collect_cycles_less_often", "fewer_malloc_arenas", "release_frames", "return_large_buffers"]
+__all__ = ["collect_cycles_less_often", "fewer_malloc_arenas", "release_frames", "return_freed_memory",
+           "return_large_buffers"]
 
 _M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8  # mallopt parameters (malloc.h)
 _THRESHOLD = 128 * 1024
@@ -48,6 +50,25 @@ def fewer_malloc_arenas() -> bool:
     glibc's default, 331-339 MB with two (same code, runs alternated).
     """
     return _mallopt(_M_ARENA_MAX, ARENAS)
+
+
+def return_freed_memory() -> bool:
+    """Give the system back the pages glibc's heaps hold free; False where there is no glibc.
+
+    A heap returns only its free top; what a plan part freed in the middle (its blocks of
+    rows, their columns, its batches: tens of MB, among objects still alive) stays
+    resident, and the next part's allocations do not all fit in those holes. Called at the
+    end of each plan part (`malloc_trim`, about 15 ms; 30 in throughput_1m): the
+    exporter's process peaked at 197-201 MB instead of 212-218 in runs alternated with
+    the code before, for well under a CPU-second of trims and of pages touched again.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc: its allocator returns memory its own way
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)  # ctypes releases the interpreter lock meanwhile: the other plans go on
+    return True
 
 
 def _mallopt(parameter: int, value: int) -> bool:

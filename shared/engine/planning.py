@@ -26,6 +26,7 @@ from destinations import SPECS, Destination, destination_class
 from destinations.rows import Rows
 
 from ..config import Connection, DefinitionError, Export, parse_connection, parse_export
+from ..memory import return_freed_memory
 from ..segments import Block, SegmentError, offset_after, resolve_columns
 from ..state import ITEMS_COMPRESSION, BackgroundWrites
 from .rows import classify_block
@@ -170,6 +171,7 @@ def _plan_part(plan: dict[str, Any], connection: Connection, export: Export, ser
     first_seen = _first_seen(key, plan, connection, services)
     with BackgroundWrites() as writes:  # the chunks' files are written while the next rows are read
         first_seen = _read_part(plan, connection, export, services, writes, first_seen)
+    return_freed_memory()  # what the part held, freed among what lives on (shared/memory.py)
     for segment in plan["segments"]:
         segment["rows"] = sum(c["rows"] for c in plan["chunks"] if c["segment"] == segment["path"])
     cursor["parts"] += 1
