@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import traceback
+from typing import Any
 
 __all__ = ["collect_cycles_less_often", "fewer_malloc_arenas", "release_frames", "return_freed_memory",
            "return_large_buffers"]
@@ -62,22 +63,27 @@ def return_freed_memory() -> bool:
     exporter's process peaked at 197-201 MB instead of 212-218 in runs alternated with
     the code before, for well under a CPU-second of trims and of pages touched again.
     """
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc: its allocator returns memory its own way
+    trim = _glibc("malloc_trim", [ctypes.c_size_t])
+    if trim is None:  # another allocator returns memory its own way
         return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)  # ctypes releases the interpreter lock meanwhile: the other plans go on
     return True
 
 
 def _mallopt(parameter: int, value: int) -> bool:
+    mallopt = _glibc("mallopt", [ctypes.c_int, ctypes.c_int])
+    return mallopt is not None and mallopt(parameter, value) == 1
+
+
+def _glibc(name: str, argtypes: list[Any]) -> Any:
+    """glibc's function `name` (returning an int), or None where the C library has none
+    (macOS, musl): the tuning above is then left to that allocator."""
     try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt): nothing to do
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(parameter, value) == 1
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = argtypes, ctypes.c_int
+    return function
 
 
 # New containers between the collector's young passes (CPython's default: 700), and how
