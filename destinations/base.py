@@ -34,9 +34,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from itertools import repeat
+from itertools import compress, filterfalse, repeat
 from typing import Any, ClassVar
 
+from shared.columns import picker
 from shared.config import Connection, DestinationSpec, Export
 from shared.http import (
     AuthError,
@@ -255,7 +256,7 @@ class Template:
         if len(columns) != len(self._literals) - 1:
             raise ValueError(f"template has {len(self._literals) - 1} holes, given {len(columns)} columns")
         if len(indices) != len(out):
-            columns = [[column[index] for index in indices] for column in columns]
+            columns = list(map(picker(indices), columns))
         parts: list[Any] = [repeat(self._literals[0])]
         for column, literal in zip(columns, self._literals[1:], strict=True):
             parts += [column, repeat(literal)]
@@ -272,12 +273,40 @@ def by_presence(values: dict[str, Sequence[str]], count: int) -> Iterator[tuple[
     an empty string, is a field the row has not, with those names.
 
     Items are written per group with one template, so an empty attribute is left out
-    without a decision per row; most blocks are one group.
+    without a decision per row; most blocks are one group, or one large group and a few
+    rows lacking a field (an email left out where it was invalid, a blank city).
     """
     names = list(values)
-    if all(EMPTY not in column for column in values.values()):
+    absent = {name: values[name].count(EMPTY) for name in names}  # in C
+    lacking = sum(absent.values())
+    if not lacking:
         yield tuple(names), range(count)
         return
+    if lacking * SPARSE_EMPTIES > count:
+        yield from _by_presence_row_by_row(values, names)
+        return
+    # Few rows lack a field: they are found in C, a column at a time, and only they are
+    # grouped one by one (~0.03 µs a row and column, where the loop below takes ~0.13).
+    lacks: dict[int, set[str]] = {}
+    for name in names:
+        if absent[name]:
+            for index in compress(range(count), map(EMPTY.__eq__, values[name])):
+                lacks.setdefault(index, set()).add(name)
+    yield tuple(names), list(filterfalse(lacks.__contains__, range(count)))
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for index in sorted(lacks):
+        missing = lacks[index]
+        groups.setdefault(tuple(name for name in names if name not in missing), []).append(index)
+    yield from groups.items()
+
+
+# Rows lacking a field, as a share of the block, under which they are found column by
+# column (1 in 8): above it, deciding every row at once costs less.
+SPARSE_EMPTIES = 8
+
+
+def _by_presence_row_by_row(values: dict[str, Sequence[str]],
+                            names: list[str]) -> Iterator[tuple[tuple[str, ...], Sequence[int]]]:
     groups: dict[tuple[bool, ...], list[int]] = {}
     for index, present in enumerate(zip(*[map(EMPTY.__ne__, values[name]) for name in names], strict=True)):
         groups.setdefault(present, []).append(index)

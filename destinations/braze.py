@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from shared.columns import blank_positions
 from shared.config import DestinationSpec, Setting
 from shared.http import Response, StaticKey, json_body, vendor_message
 
@@ -62,7 +63,10 @@ class Braze(Destination):
 
     @staticmethod
     def identify_all(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
-        return [value.strip() or None for value in values], {}
+        keys: list[str | None] = list(map(str.strip, values))
+        for index in blank_positions(keys):
+            keys[index] = None
+        return keys, {}
 
     def items(self, keys: Sequence[str], rows: Rows) -> tuple[list[str | None], dict[int, str]]:
         """Users as JSON text. A user without email is still a member; an invalid email refuses the row."""

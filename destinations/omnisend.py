@@ -27,6 +27,8 @@ CONTACT_FIELDS = {"first_name": "firstName", "last_name": "lastName", "address":
 # Batches are confirmed from the batch list, up to 250 a request and a few pages back,
 # rather than one status request per batch: half the requests under a 400/min limit.
 LIST_LIMIT, LIST_PAGES = 250, 4
+# A contact's email channel status by consent (False, True): only an explicit yes subscribes.
+STATUS_BY_CONSENT = ('"nonSubscribed"', '"subscribed"')
 
 SPEC = DestinationSpec(
     type="omnisend",
@@ -57,7 +59,7 @@ class Omnisend(Destination):
         if consent is None:
             status = ['"nonSubscribed"'] * len(rows)
         else:
-            status = ['"subscribed"' if given else '"nonSubscribed"' for given in consents(rows.values(consent))]
+            status = list(map(STATUS_BY_CONSENT.__getitem__, consents(rows.values(consent))))
         values = self.attribute_json(rows)
         # Contact fields first, then custom properties: the order of the template's holes.
         ordered = {name: values[name] for name in sorted(values, key=lambda name: name not in CONTACT_FIELDS)}

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
+from shared.columns import blank_positions, picker
 from shared.profiles import email_keys
 
 __all__ = ["JSON_STRING", "Rows"]
@@ -103,7 +104,13 @@ class Rows:
         return email_keys(self._whole("values", index))
 
     def _work_out_emails_json(self, index: int) -> list[str]:
-        return [JSON_STRING(email) if email else '""' for email in self._whole("emails", index)[0]]
+        emails = self._whole("emails", index)[0]
+        blanks = blank_positions(emails)  # None: blank or invalid
+        if blanks:
+            emails = list(emails)
+            for at in blanks:
+                emails[at] = ""
+        return list(map(JSON_STRING, emails))
 
     def pick(self, column: Sequence[Any]) -> Sequence[Any]:
         """The picked rows' values of a column of every row (a tuple, taken in C by one
@@ -111,6 +118,5 @@ class Rows:
         if self._picked is None:
             return column
         if self._getter is None:
-            picked = self._picked
-            self._getter = itemgetter(*picked) if len(picked) > 1 else lambda column: tuple(column[at] for at in picked)
+            self._getter = picker(self._picked)
         return self._getter(column)

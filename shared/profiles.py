@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from itertools import repeat
 
+from .columns import blank_positions, truthy_positions
+
 try:  # CPython's own SHA-256: twice as fast as OpenSSL's for an address (no context set up per call)
     from _sha256 import sha256 as _sha256
 except ImportError:  # pragma: no cover - other Pythons, or 3.12+ where it moved
@@ -88,19 +90,19 @@ def email_keys(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
     rules checked in C beforehand: a call and a match object per address, and the
     length lookaheads scanning each address twice, were most of the cost.
     """
-    emails = [value.strip().lower() for value in values]
+    emails = list(map(str.lower, map(str.strip, values)))
     joined = "\n".join(emails)
     longest = max(map(len, emails), default=0)  # at most 64: no local part can be longer
     if (joined.count("\n") == len(emails) - 1 and longest <= 254
             and (longest <= 64 or max(map(str.find, emails, repeat("@"))) <= 64)
             and (longest < 69 or _LONG_LABEL.search(joined) is None)):
-        left = _EMAIL_LINES.sub("", joined).split("\n")
-        keys = [email if email and not rest else None for email, rest in zip(emails, left, strict=True)]
+        invalid = truthy_positions(_EMAIL_LINES.sub("", joined).split("\n"))  # what is left of a line
     else:  # an address holding a line break, or too long: one at a time
-        keys = [email if _EMAIL.fullmatch(email) else None for email in emails]
-    reasons = {index: email_problem(emails[index]) for index, key in enumerate(keys)
-               if key is None and emails[index]}
-    return keys, reasons
+        invalid = [index for index, email in enumerate(emails) if email and not _EMAIL.fullmatch(email)]
+    keys: list[str | None] = list(emails)
+    for index in invalid + blank_positions(emails):
+        keys[index] = None
+    return keys, {index: email_problem(emails[index]) for index in invalid}
 
 
 def is_sha256_hex(value: str) -> bool:
@@ -130,4 +132,4 @@ def consent_given(value: str) -> bool:
 
 def consents(values: list[str]) -> list[bool]:
     """`consent_given` for a column of values."""
-    return [value.strip().lower() in _CONSENT_YES for value in values]
+    return list(map(_CONSENT_YES.__contains__, map(str.lower, map(str.strip, values))))

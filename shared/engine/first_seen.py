@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from ..columns import present_positions
+
 __all__ = ["FirstSeen"]
 
 
@@ -32,7 +34,7 @@ class FirstSeen:
 
     def first(self, keys: list[str | None]) -> list[bool]:
         """For each key: True the first time it is seen (None keys: False, not remembered)."""
-        present = [index for index, key in enumerate(keys) if key is not None]
+        present = present_positions(keys)
         if not present:
             return [False] * len(keys)
         if self.count + len(present) > _GROW_AT * len(self._table):

@@ -19,12 +19,13 @@ import math
 import threading
 from contextlib import closing
 from datetime import UTC, datetime
-from itertools import compress
+from itertools import compress, filterfalse
 from typing import TYPE_CHECKING, Any
 
 from destinations import SPECS, Destination, destination_class
 from destinations.rows import Rows
 
+from ..columns import picker
 from ..config import Connection, DefinitionError, Export, parse_connection, parse_export
 from ..memory import return_freed_memory
 from ..segments import Block, SegmentError, offset_after, resolve_columns
@@ -390,9 +391,8 @@ class _ChunkWriter:
             items, refused = self.destination.items(sent_keys, chosen)
             if refused:  # a field the vendor would refuse
                 rejected += [(number + sendable[at], identifiers[at], reason) for at, reason in refused.items()]
-                kept = [at for at in range(len(sendable)) if at not in refused]
-                sendable, items = [sendable[at] for at in kept], [items[at] for at in kept]
-                sent_keys, identifiers = [sent_keys[at] for at in kept], [identifiers[at] for at in kept]
+                keep = picker(list(filterfalse(refused.__contains__, range(len(sendable)))))
+                sendable, items, sent_keys, identifiers = map(keep, (sendable, items, sent_keys, identifiers))
             self._rows += map(number.__add__, sendable)
             self._keys += sent_keys
             self._identifiers += identifiers

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from destinations import Destination
 from destinations.rows import Rows
+from shared.columns import none_positions
 from shared.segments import Block
 
 __all__ = ["IDENTIFIER_LABELS", "classify_block"]
@@ -38,7 +39,7 @@ def classify_block(block: Block, width: int, key_index: int, identifier: str,
     for index in block.bad:
         keys[index] = None
         problems[index] = ("rejected", "row is not valid UTF-8")
-    for index in [index for index, key in enumerate(keys) if key is None]:
+    for index in none_positions(keys):
         if index in problems:
             continue
         if len(rows[index]) != width:
