@@ -104,13 +104,17 @@ def test_a_template_fills_its_holes_from_columns_and_checks_their_number():
         template.fill([['"x"']], [0], [None])
 
 
-def test_rows_are_grouped_by_which_optional_fields_they_have():
+@pytest.mark.parametrize("empty_share", [1 / 3, 0.02], ids=["many-empties", "few-empties"])
+def test_rows_are_grouped_by_which_optional_fields_they_have(empty_share):
     """Every row lands in exactly one group, the one naming exactly the fields it has
-    (an empty one, '""', is a field it has not); a block without empties is one group."""
+    (an empty one, '""', is a field it has not), whether many rows lack fields (decided
+    row by row) or few (found column by column); a block without empties is one group."""
     from destinations.base import EMPTY, by_presence
 
     chooser = random.Random(11)
-    columns = {name: [chooser.choice([EMPTY, '"x"', '"y"']) for _ in range(500)] for name in ("a", "b", "c")}
+    columns = {name: [EMPTY if chooser.random() < empty_share else chooser.choice(['"x"', '"y"']) for _ in range(500)]
+               for name in ("a", "b", "c")}
+    assert sum(column.count(EMPTY) for column in columns.values()) > 10
     seen: list[int] = []
     for present, indices in by_presence(columns, 500):
         for index in indices:
