@@ -3,8 +3,12 @@
     python -m bench.exporter JOB.json RESULT.json
 
 JOB holds {"connections": [...], "exports": [...]}; RESULT receives each run's report
-and its wall time, how many segment blocks the plans read and shared, and the peak of the
-resident memory of this process and its worker processes together (sampled every 50 ms).
+and its wall time, how many segment blocks the plans read and shared, the peak of the
+resident memory of this process and its worker processes together (sampled every 50 ms),
+and for each run the CPU time used while it sent (`sending_cpu_s`: from its first chunk's
+start to its last chunk's end, the span of the report's `duration_s`): by this process
+and its workers ("exporter"), and by each group of processes BENCH_PIDS names (a JSON
+object of pid lists: the stand-ins, Azurite).
 Nothing else runs in these processes, so their rusage is the exporter's (the workers'
 CPU time reaches this process's rusage when it has waited for them, before it exits).
 """
@@ -12,12 +16,15 @@ CPU time reaches this process's rusage when it has waited for them, before it ex
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
+from bench.procfs import cpu_s, rss_mb
 from runner.workers import local_workers  # the standard library only: the app is imported below
 
 
@@ -27,31 +34,50 @@ def main(job_path: str, result_path: str) -> None:
 
 
 def _run(job_path: str, result_path: str, workers) -> None:
+    import function_app  # noqa: F401 - imported by the first run otherwise, inside its CPU window below
     from runner import run_export
     from shared.segments.sharing import shared_blocks
 
+    # The runs start with the worker ready, as a host's workers are before its first
+    # invocation: the interpreters' start is not part of any run's time or CPU.
+    if workers is not None and not workers.wait_ready():
+        raise RuntimeError("the worker process did not start within a minute")
     job = json.loads(Path(job_path).read_text())
     connections = {connection["name"]: connection for connection in job["connections"]}
-    reports, walls = {}, {}
+    reports, walls, spans = {}, {}, {}
 
     def run(export: dict) -> None:
-        started = time.monotonic()
-        reports[export["name"]] = run_export(export, connections[export["connection"]], trigger="bench",
-                                             workers=workers)
-        walls[export["name"]] = round(time.monotonic() - started, 2)
+        name, started = export["name"], time.monotonic()
+        spans[name] = span = [math.inf, -math.inf]  # epoch seconds: its chunks' first start, last end
+
+        def chunk_done(function: str, task: object, result: object) -> None:
+            if function == "export_chunk" and isinstance(result, dict) and result.get("started_at"):
+                span[0] = min(span[0], datetime.fromisoformat(result["started_at"]).timestamp())
+                span[1] = max(span[1], datetime.fromisoformat(result["finished_at"]).timestamp())
+
+        reports[name] = run_export(export, connections[export["connection"]], trigger="bench", workers=workers,
+                                   on_activity=chunk_done)
+        walls[name] = round(time.monotonic() - started, 2)
 
     # As `cli.py run` and the demo have it: chunk activities in a worker process.
-    memory = _PeakMemory(lambda: [os.getpid(), *(workers.pids() if workers else [])])
+    def processes() -> list[int]:
+        return [os.getpid(), *(workers.pids() if workers else [])]
+
+    memory = _PeakMemory(processes)
+    others = json.loads(os.environ.get("BENCH_PIDS", "{}"))
+    cpu = _CpuTimeline(lambda: {"exporter": processes(), **others})
     threads = [threading.Thread(target=run, args=(export,)) for export in job["exports"]]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    cpu.stop()
     memory.stop()
     shared = shared_blocks()  # segment blocks read from storage, and taken from another plan instead
     Path(result_path).write_text(json.dumps({"reports": reports, "walls": walls, "segment_blocks": {
         "read": shared.read_blocks, "taken": shared.taken_blocks}, "peak_rss_mb": memory.peak_mb,
-        "peak_rss_mb_each": [round(peak, 1) for peak in memory.peaks.values()]}))
+        "peak_rss_mb_each": [round(peak, 1) for peak in memory.peaks.values()],
+        "sending_cpu_s": {name: cpu.between(*span) for name, span in spans.items() if span[0] < span[1]}}))
 
 
 class _PeakMemory:
@@ -69,7 +95,7 @@ class _PeakMemory:
 
     def _watch(self) -> None:
         while not self._stopped.wait(0.05):
-            sizes = {pid: _rss_mb(pid) for pid in self._pids()}
+            sizes = {pid: rss_mb(pid) for pid in self._pids()}
             self.peak_mb = max(self.peak_mb, sum(sizes.values()))
             for pid, size in sizes.items():
                 self.peaks[pid] = max(self.peaks.get(pid, 0.0), size)
@@ -79,13 +105,41 @@ class _PeakMemory:
         self._thread.join()
 
 
-def _rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            line = next(line for line in status if line.startswith("VmRSS:"))
-    except (OSError, StopIteration):  # gone meanwhile
-        return 0.0
-    return int(line.split()[1]) / 1024
+class _CpuTimeline:
+    """The CPU seconds each group of processes (`groups()`: {name: pids}) has used, sampled
+    every 50 ms with the time, to tell what they used between two moments."""
+
+    def __init__(self, groups):
+        self._groups = groups
+        self._samples: list[tuple[float, dict[str, float]]] = []
+        self._stopped = threading.Event()
+        self._sample()
+        self._thread = threading.Thread(target=self._watch, name="cpu-timeline", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        self._samples.append((time.time(), {name: cpu_s(pids) for name, pids in self._groups().items()}))
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(0.05):
+            self._sample()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+        self._sample()
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        """Each group's CPU seconds from `start` to `end` (epoch seconds), interpolated between samples."""
+        return {name: round(self._at(end, name) - self._at(start, name), 2) for name in self._samples[0][1]}
+
+    def _at(self, moment: float, name: str) -> float:
+        before = max((s for s in self._samples if s[0] <= moment), default=self._samples[0], key=lambda s: s[0])
+        after = min((s for s in self._samples if s[0] >= moment), default=self._samples[-1], key=lambda s: s[0])
+        if after[0] <= before[0]:
+            return before[1].get(name, 0.0)
+        share = (moment - before[0]) / (after[0] - before[0])
+        return before[1].get(name, 0.0) + share * (after[1].get(name, 0.0) - before[1].get(name, 0.0))
 
 
 if __name__ == "__main__":

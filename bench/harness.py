@@ -24,6 +24,7 @@ from sandbox.azurite import Azurite
 from sandbox.remote import RemoteSandbox
 from shared.state import Storage
 
+from .procfs import cpu_s
 from .segments import upload
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,15 +42,8 @@ class Measured:
     others_cpu_s: dict[str, float]  # CPU the stand-ins and Azurite used meanwhile
     segment_blocks: dict[str, int]  # blocks the plans read from storage, and took from another plan instead
     peak_rss_mb_each: list[float]  # the exporter's own peak, then each worker process's
-
-
-def process_cpu_s(pids: list[int]) -> float:
-    """User+system CPU seconds running processes have used so far, together (Linux /proc)."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    # Each run's CPU while it sent (its report's duration_s): {run: {"exporter": .., "stand_ins": .., "azurite": ..}}
+    sending_cpu_s: dict[str, dict[str, float]]
 
 
 @contextmanager
@@ -81,7 +75,7 @@ def run_exporter(env: dict[str, str], folder: str, connections: list[dict[str, A
                  exports: list[dict[str, Any]], others: dict[str, list[int]] | None = None) -> Measured:
     """Run `exports` at once in one exporter process; measure it (and the CPU of `others` pids)."""
     others = others or {}
-    before = {name: process_cpu_s(pids) for name, pids in others.items()}
+    before = {name: cpu_s(pids) for name, pids in others.items()}
     job = os.path.join(folder, f"job-{time.monotonic_ns()}.json")
     result = job + ".result"
     Path(job).write_text(json.dumps({"connections": connections, "exports": exports}))
@@ -92,13 +86,13 @@ def run_exporter(env: dict[str, str], folder: str, connections: list[dict[str, A
     if status != 0:
         raise RuntimeError(f"the exporter process failed (status {status})")
     outcome = json.loads(Path(result).read_text())
-    others_cpu = {name: round(process_cpu_s(pids) - before[name], 1) for name, pids in others.items()}
+    others_cpu = {name: round(cpu_s(pids) - before[name], 1) for name, pids in others.items()}
     # ru_maxrss is the largest of the exporter and the workers it waited for; the sampled
     # sum is what they held together (50 ms apart): the larger of the two is reported.
     peak = max(usage.ru_maxrss / 1024, outcome.get("peak_rss_mb", 0.0))
     return Measured(round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), round(peak, 1),
                     outcome["reports"], outcome["walls"], others_cpu, outcome["segment_blocks"],
-                    outcome.get("peak_rss_mb_each", []))
+                    outcome.get("peak_rss_mb_each", []), outcome["sending_cpu_s"])
 
 
 def connections_for(sandbox: RemoteSandbox, **settings: Any) -> list[dict[str, Any]]:

@@ -41,6 +41,10 @@ def table(results: dict[str, Any]) -> str:
             row("rate_limited", f"{destination} ratio", figures["ratio"], TARGETS["rate_limited"]["ratio"])
             row("rate_limited", f"{destination} requests (throttled)",
                 f"{figures['requests']} ({figures['throttled']})", None)
+            if "cpu_bound_s" in figures:
+                cpu = " / ".join(str(figures["cpu_s"].get(name, "?")) for name in ("exporter", "stand_ins", "azurite"))
+                row("rate_limited", f"{destination} CPU s exporter/stand-ins/Azurite", cpu)
+                row("rate_limited", f"{destination} cpu_bound_s (all CPU / cores)", figures["cpu_bound_s"])
     if "peer_createsend" in scenarios:
         s = scenarios["peer_createsend"]
         row("peer_createsend", "peer_s / ours_s", f"{s['peer_s']}/{s['ours_s']}")

@@ -4,10 +4,11 @@
 
 Reads one JSON line per activity on stdin ({"id", "function", "input"}), runs each on a
 thread of its own, and writes one JSON line per outcome on stdout ({"id", "result"} or
-{"id", "error"}). Anything else the process prints goes to stderr, with its log records
-from LOCAL_WORKER_LOG_LEVEL up (WARNING by default). Exits when stdin closes
-and the activities it holds have finished; ends within 0.1 s of the runner's process, as
-a host's workers go down with their host, so a killed run is killed whole.
+{"id", "error"}), after a first line {"ready": true} once the app is imported. Anything
+else the process prints goes to stderr, with its log records from LOCAL_WORKER_LOG_LEVEL
+up (WARNING by default). Exits when stdin closes and the activities it holds have
+finished; ends within 0.1 s of the runner's process, as a host's workers go down with
+their host, so a killed run is killed whole.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def main() -> None:
 
     _, activities = registered(function_app.app)
     written = threading.Lock()
+    results.write('{"ready": true}\n')
+    results.flush()
 
     def run(message: dict[str, Any]) -> None:
         try:

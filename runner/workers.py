@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -82,6 +83,12 @@ class Workers:
         process = self._processes[next(self._turn) % len(self._processes)]
         return process.submit(function, payload).result()
 
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Wait until every worker has imported the app (as a host's workers are before its
+        first invocation); False if one is not ready within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        return all(process.ready.wait(max(0.0, deadline - time.monotonic())) for process in self._processes)
+
     def pids(self) -> list[int]:
         """The worker processes running now."""
         return [pid for process in self._processes if (pid := process.pid) is not None]
@@ -104,6 +111,7 @@ class _Process:
         self._ids = itertools.count()
         self._popen: subprocess.Popen | None = None
         self._pending: dict[int, Future] = {}
+        self.ready = threading.Event()  # set once the running worker has imported the app
 
     def submit(self, function: str, payload: str) -> Future:
         future: Future = Future()
@@ -132,12 +140,13 @@ class _Process:
 
     def _start(self) -> None:
         self._pending = {}
+        self.ready = threading.Event()
         self._popen = subprocess.Popen([sys.executable, "-m", "runner.worker"], cwd=ROOT, env=self._env,
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, encoding="utf-8")
-        threading.Thread(target=self._read, args=(self._popen, self._pending), name="worker-results",
+        threading.Thread(target=self._read, args=(self._popen, self._pending, self.ready), name="worker-results",
                          daemon=True).start()
 
-    def _read(self, popen: subprocess.Popen, pending: dict[int, Future]) -> None:
+    def _read(self, popen: subprocess.Popen, pending: dict[int, Future], ready: threading.Event) -> None:
         stream: IO[str] = popen.stdout  # type: ignore[assignment]
         for line in stream:
             try:
@@ -145,6 +154,9 @@ class _Process:
             except ValueError:  # not the protocol: the worker cannot be trusted with more
                 popen.kill()
                 break
+            if message.get("ready"):
+                ready.set()
+                continue
             with self._lock:
                 future = pending.pop(message["id"])
             if "error" in message:

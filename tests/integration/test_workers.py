@@ -45,6 +45,14 @@ def _segment(storage, unique: str) -> str:
                           "CustomerId,Email\n" + "".join(f"C{i},p{i}@example.com\n" for i in range(PROFILES)))
 
 
+def test_a_worker_tells_when_it_is_ready_for_activities():
+    """The benchmarks start their runs once the worker has imported the app, as a host's
+    workers are before its first invocation."""
+    with Workers(1) as workers:
+        assert workers.wait_ready(timeout=60)
+        assert workers.pids()
+
+
 def test_a_run_through_a_worker_process_delivers_and_accounts_every_row_from_there(
         app_env, stand_ins, storage, unique, monkeypatch):
     monkeypatch.setenv("CHUNK_ROWS", "300")
