@@ -24,7 +24,7 @@ from shared.http import (
     Transport,
     announced_wait,
 )
-from shared.http.pacing import HEADROOM
+from shared.http.pacing import CATCH_UP_S, HEADROOM
 
 
 class Scripted(StandIn):
@@ -156,6 +156,32 @@ def test_the_pacer_spaces_requests_at_its_rate():
     for _ in range(21):
         pacer.acquire()
     assert now[0] == pytest.approx(2.0 / HEADROOM)  # under the limit
+
+
+def test_a_request_a_little_late_keeps_its_slot_and_does_not_push_the_next_ones_back():
+    """A sender thread woken a few ms late (the interpreter lock) takes its slot at once,
+    and the next request leaves on the original grid: lateness does not add up."""
+    now = [0.0]
+    pacer = Pacer(10, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    interval = 1 / (10 * HEADROOM)
+    pacer.acquire()  # slot 0
+    now[0] = interval + CATCH_UP_S / 2  # the thread comes late for slot 1
+    assert pacer.acquire() == 0
+    pacer.acquire()
+    assert now[0] == pytest.approx(2 * interval)
+
+
+def test_time_the_senders_left_unused_is_not_made_up_in_a_burst():
+    """After a pause, at most CATCH_UP_S worth of slots leave at once: within the headroom."""
+    now = [0.0]
+    pacer = Pacer(1000, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    pacer.acquire()
+    now[0] = 5.0
+    at_once = 0
+    while pacer.acquire() == 0:
+        at_once += 1
+    assert at_once <= 1000 * HEADROOM * CATCH_UP_S + 1
+    assert 5.0 < now[0] < 5.0 + 0.002
 
 
 def test_a_throttle_window_holds_every_sender_of_the_pacer():
