@@ -64,8 +64,8 @@ def throughput(profiles: int = 1_000_000) -> dict[str, Any]:
     result = dict(by_wall[len(runs) // 2])
     for figure in ("wall_s", "cpu_s", "peak_rss_mb"):
         result[figure] = median([run[figure] for run in runs])
-    result["runs"] = [{figure: run[figure] for figure in ("wall_s", "cpu_s", "peak_rss_mb", "other_processes_cpu_s")}
-                      for run in runs]
+    result["runs"] = [{figure: run[figure] for figure in ("wall_s", "cpu_s", "peak_rss_mb", "peak_rss_mb_each_process",
+                                                          "other_processes_cpu_s", "segment_blocks")} for run in runs]
     return result
 
 
