@@ -21,6 +21,7 @@ import os
 import sys
 import threading
 import time
+from bisect import bisect_left
 from datetime import datetime
 from pathlib import Path
 
@@ -63,62 +64,46 @@ def _run(job_path: str, result_path: str, workers) -> None:
     def processes() -> list[int]:
         return [os.getpid(), *(workers.pids() if workers else [])]
 
-    memory = _PeakMemory(processes)
     others = json.loads(os.environ.get("BENCH_PIDS", "{}"))
-    cpu = _CpuTimeline(lambda: {"exporter": processes(), **others})
+    sampler = _Sampler(processes, lambda: {"exporter": processes(), **others})
     threads = [threading.Thread(target=run, args=(export,)) for export in job["exports"]]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    cpu.stop()
-    memory.stop()
+    sampler.stop()
     shared = shared_blocks()  # segment blocks read from storage, and taken from another plan instead
     Path(result_path).write_text(json.dumps({"reports": reports, "walls": walls, "segment_blocks": {
-        "read": shared.read_blocks, "taken": shared.taken_blocks}, "peak_rss_mb": memory.peak_mb,
-        "peak_rss_mb_each": [round(peak, 1) for peak in memory.peaks.values()],
-        "sending_cpu_s": {name: cpu.between(*span) for name, span in spans.items() if span[0] < span[1]}}))
+        "read": shared.read_blocks, "taken": shared.taken_blocks}, "peak_rss_mb": sampler.peak_mb,
+        "peak_rss_mb_each": [round(peak, 1) for peak in sampler.peaks.values()],
+        "sending_cpu_s": {name: sampler.cpu_between(*span) for name, span in spans.items() if span[0] < span[1]}}))
 
 
-class _PeakMemory:
-    """The largest sum of the resident sets of `pids()` seen, sampled every 50 ms.
+class _Sampler:
+    """Every 50 ms: the resident sets of `pids()`, for the largest sum seen (and each one's
+    peak), and the CPU seconds each group of `groups()` ({name: pids}) has used so far, with
+    the time, to tell what they used between two moments.
 
     Summed RSS counts pages the processes share (the interpreter, libraries) once per
     process: an upper bound of what they hold together."""
 
-    def __init__(self, pids):
-        self._pids, self.peak_mb = pids, 0.0
+    def __init__(self, pids, groups):
+        self._pids, self._groups, self.peak_mb = pids, groups, 0.0
         self.peaks: dict[int, float] = {}  # each process's own peak
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="peak-memory", daemon=True)
-        self._thread.start()
-
-    def _watch(self) -> None:
-        while not self._stopped.wait(0.05):
-            sizes = {pid: rss_mb(pid) for pid in self._pids()}
-            self.peak_mb = max(self.peak_mb, sum(sizes.values()))
-            for pid, size in sizes.items():
-                self.peaks[pid] = max(self.peaks.get(pid, 0.0), size)
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join()
-
-
-class _CpuTimeline:
-    """The CPU seconds each group of processes (`groups()`: {name: pids}) has used, sampled
-    every 50 ms with the time, to tell what they used between two moments."""
-
-    def __init__(self, groups):
-        self._groups = groups
-        self._samples: list[tuple[float, dict[str, float]]] = []
+        self._times: list[float] = []  # epoch seconds of the CPU samples, in order
+        self._cpu: list[dict[str, float]] = []
         self._stopped = threading.Event()
         self._sample()
-        self._thread = threading.Thread(target=self._watch, name="cpu-timeline", daemon=True)
+        self._thread = threading.Thread(target=self._watch, name="sampler", daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
-        self._samples.append((time.time(), {name: cpu_s(pids) for name, pids in self._groups().items()}))
+        sizes = {pid: rss_mb(pid) for pid in self._pids()}
+        self.peak_mb = max(self.peak_mb, sum(sizes.values()))
+        for pid, size in sizes.items():
+            self.peaks[pid] = max(self.peaks.get(pid, 0.0), size)
+        self._times.append(time.time())
+        self._cpu.append({name: cpu_s(pids) for name, pids in self._groups().items()})
 
     def _watch(self) -> None:
         while not self._stopped.wait(0.05):
@@ -129,17 +114,16 @@ class _CpuTimeline:
         self._thread.join()
         self._sample()
 
-    def between(self, start: float, end: float) -> dict[str, float]:
+    def cpu_between(self, start: float, end: float) -> dict[str, float]:
         """Each group's CPU seconds from `start` to `end` (epoch seconds), interpolated between samples."""
-        return {name: round(self._at(end, name) - self._at(start, name), 2) for name in self._samples[0][1]}
+        return {name: round(self._cpu_at(end, name) - self._cpu_at(start, name), 2) for name in self._cpu[0]}
 
-    def _at(self, moment: float, name: str) -> float:
-        before = max((s for s in self._samples if s[0] <= moment), default=self._samples[0], key=lambda s: s[0])
-        after = min((s for s in self._samples if s[0] >= moment), default=self._samples[-1], key=lambda s: s[0])
-        if after[0] <= before[0]:
-            return before[1].get(name, 0.0)
-        share = (moment - before[0]) / (after[0] - before[0])
-        return before[1].get(name, 0.0) + share * (after[1].get(name, 0.0) - before[1].get(name, 0.0))
+    def _cpu_at(self, moment: float, name: str) -> float:
+        after = min(bisect_left(self._times, moment), len(self._times) - 1)
+        before = max(0, after - 1 if self._times[after] > moment else after)
+        low, high = self._cpu[before].get(name, 0.0), self._cpu[after].get(name, 0.0)
+        span = self._times[after] - self._times[before]
+        return low if span <= 0 else low + (moment - self._times[before]) / span * (high - low)
 
 
 if __name__ == "__main__":

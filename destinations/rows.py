@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from shared.columns import blank_positions, picker
+from shared.columns import none_positions, picker
 from shared.profiles import email_keys
 
 __all__ = ["JSON_STRING", "Rows"]
@@ -105,10 +105,10 @@ class Rows:
 
     def _work_out_emails_json(self, index: int) -> list[str]:
         emails = self._whole("emails", index)[0]
-        blanks = blank_positions(emails)  # None: blank or invalid
-        if blanks:
+        missing = none_positions(emails)  # blank or invalid
+        if missing:
             emails = list(emails)
-            for at in blanks:
+            for at in missing:
                 emails[at] = ""
         return list(map(JSON_STRING, emails))
 
