@@ -178,6 +178,8 @@ class StandIn:
     """Base of a vendor stand-in. Subclasses set `vendor`, `routes()` and the throttle answer."""
 
     vendor = "vendor"
+    # Paths the rate limit does not count (regexes): a token endpoint on a service of its own.
+    unmetered: tuple[str, ...] = ()
 
     def __init__(self, *, faults: Faults | None = None, window: Window | None = None, latency_s: float = 0.0,
                  tls: bool = False):
@@ -361,7 +363,7 @@ class StandIn:
         if fault == "server_error":
             status = 503 if self._random.random() < 0.5 else 500
             return self._record(entry, self.server_error_answer(status)), False
-        if self.window is not None:
+        if self.window is not None and not any(re.fullmatch(path, request.path) for path in self.unmetered):
             admitted, wait, remaining, reset = self.window.admit()
             if not admitted:
                 return self._throttled(entry, wait, reset), False

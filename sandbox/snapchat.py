@@ -3,7 +3,8 @@
 Follows DESTINATIONS.md: refresh-token grant at `/login/oauth2/access_token`; bearer auth;
 `POST`/`DELETE /v1/segments/{id}/users` with one schema per request, at most 100,000
 lowercase SHA-256 hex identifiers and no duplicates; `DELETE /v1/segments/{id}/all_users`;
-Snapchat's success and error bodies; 10 requests/s per token answered with a bare 429.
+Snapchat's success and error bodies; 10 requests/s per token answered with a bare 429
+(the OAuth grant, another service, is not counted).
 An audience must exist (`audience_ids`) or the answer is 404.
 """
 
@@ -30,6 +31,9 @@ RATE_LIMIT = (10, 1.0)  # requests per seconds, per ad account
 
 class SnapchatStandIn(StandIn):
     vendor = "snapchat"
+    # The token grant is served by accounts.snapchat.com, not by the Marketing API whose
+    # 10 requests/s (per token) this stand-in enforces.
+    unmetered = (r"/login/oauth2/access_token",)
 
     def __init__(self, *, client_id: str, client_secret: str, refresh_token: str, audience_ids: Iterable[str] = (),
                  token_lifetime_s: float = 1800, rate_limited: bool = True, faults: Faults | None = None,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json as _json
+import math
 import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -132,6 +133,11 @@ class HttpClient:
                 self._back_off(attempt, deadline, wait, problem)
                 continue
             raise FatalError(f"{self.vendor} refused the request ({status}): {self.describe(response)}")
+
+    def unpaced(self) -> HttpClient:
+        """This client without the rate limit's pacer (its retries, transport and counts kept):
+        for a vendor's token endpoint, a service of its own that the API's limit does not cover."""
+        return replace(self, pacer=Pacer(math.inf))
 
     def _back_off(self, attempt: int, deadline: float, announced: float | None, problem: str) -> None:
         if attempt >= self.policy.attempts:

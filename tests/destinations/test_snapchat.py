@@ -1,13 +1,18 @@
 """Snapchat: hashed emails added to the audience, OAuth refresh, whole-batch errors."""
 
+import dataclasses
 import hashlib
 import time
 
 import pytest
+import requests
 
 from destinations import AuthError, FatalError, RowRejected
 from destinations.snapchat import Snapchat
 from sandbox.bundle import AUDIENCE_ID
+from sandbox.server import Window
+from sandbox.snapchat import SnapchatStandIn
+from shared.http import Pacer
 from tests.support import send_rows
 
 HEADER = ["Email"]
@@ -73,3 +78,30 @@ def test_an_access_token_is_refreshed_before_it_expires(build, stand_ins, monkey
     send_rows(snapchat, [(Snapchat.identify("b@example.com"), [])])
     assert stand_ins.snapchat.token_grants == grants + 1
     assert [entry["status"] for entry in stand_ins.snapchat.requests("POST", r"/v1/.*")] == [200, 200]  # no 401
+
+
+def test_the_token_grant_takes_no_turn_of_the_marketing_apis_rate_limit(build, stand_ins):
+    # The grant is served by accounts.snapchat.com: the first batch leaves at once, not a slot later.
+    snapchat = build("snapchat", {"audience_id": AUDIENCE_ID}, {"email": "Email"}, HEADER, name="paced")
+    snapchat.http = dataclasses.replace(snapchat.http, pacer=Pacer(2))  # a slot every ~half second
+    grants = stand_ins.snapchat.token_grants
+    send_rows(snapchat, [(Snapchat.identify("a@example.com"), [])])
+    assert stand_ins.snapchat.token_grants == grants + 1
+    assert snapchat.http.stats.requests == 2  # the grant is still counted in the report
+    assert snapchat.http.stats.waited_s < 0.1
+
+
+def test_the_stand_in_counts_only_marketing_api_requests_against_the_limit():
+    stand_in = SnapchatStandIn(client_id="id", client_secret="secret", refresh_token="refresh",
+                               audience_ids=["a"]).start()
+    stand_in.window = Window(10, 1.0, clock=lambda: 1_000.0)  # every request in the same one-second window
+    try:
+        form = {"grant_type": "refresh_token", "client_id": "id", "client_secret": "secret",
+                "refresh_token": "refresh"}
+        token = requests.post(f"{stand_in.url}/login/oauth2/access_token", data=form, timeout=5).json()["access_token"]
+        body = {"users": [{"schema": ["EMAIL_SHA256"], "data": [[hashlib.sha256(b"a").hexdigest()]]}]}
+        answers = [requests.post(f"{stand_in.url}/v1/segments/a/users", json=body, timeout=5,
+                                 headers={"Authorization": f"Bearer {token}"}).status_code for _ in range(11)]
+    finally:
+        stand_in.stop()
+    assert answers == [200] * 10 + [429]
