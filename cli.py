@@ -141,9 +141,11 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
                 sandbox.write_ca_bundle(str(folder / "ca.pem"))
             (folder / "connections.json").write_text(
                 json.dumps({"connections": sandbox.connections(), "exports": []}, indent=2), encoding="utf-8")
-            # Written last: its presence tells a waiting process that everything is ready.
-            (folder / "stand-ins.json").write_text(
-                json.dumps({name: s.url for name, s in sandbox.stand_ins.items()}), encoding="utf-8")
+            # Written last, and whole (renamed into place): its presence tells a waiting
+            # process that everything is ready; written in place, it was seen empty.
+            ready = folder / "stand-ins.json.tmp"
+            ready.write_text(json.dumps({name: s.url for name, s in sandbox.stand_ins.items()}), encoding="utf-8")
+            ready.replace(folder / "stand-ins.json")
             print(f"wrote {folder}/connections.json and {folder}/local.secrets.json "
                   "(set LOCAL_SECRETS_FILE and ALLOW_LOCAL_ENDPOINTS=true to use them)")
         print("stand-ins running; Ctrl-C stops them", flush=True)
