@@ -50,7 +50,7 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
     """
     export_name, run_id, index = task["export"], task["run_id"], task["chunk"]
     runs = services.runs
-    done = runs.checkpoint(export_name, run_id, index)
+    done, records = runs.chunk_state(export_name, run_id, index)
     if done is not None:
         return done
     plan = runs.plan(export_name, run_id, chunk=index)
@@ -61,7 +61,7 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
     started, clock = now_iso(), time.monotonic()
     items = runs.items(export_name, run_id, index, compression_of(chunk))
     tally = Tally(chunk["segment"])
-    resume_after = tally.restore(runs.progress(export_name, run_id, index))
+    resume_after = tally.restore(records)
     if not resume_after:
         tally.add_prepared(chunk)  # a record restored above already holds these counts
     sender = _Sender(cls, tally, lambda record: runs.append_progress(export_name, run_id, index, record),

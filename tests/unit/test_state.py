@@ -204,3 +204,18 @@ def test_a_blob_not_found_leaves_nothing_for_the_cycle_collector(storage, unique
         assert chunk_activity()() is None
     finally:
         gc.enable()
+
+
+def test_a_chunks_state_is_its_checkpoint_else_its_progress_records_else_nothing(storage, unique):
+    from shared.state import RunStore
+
+    runs = RunStore(storage.container("export-runs"))
+    runs.items_writer(unique, "run", 0).close()  # its other files are listed too, and ignored
+    assert runs.chunk_state(unique, "run", 0) == (None, [])
+    runs.append_progress(unique, "run", 0, {"through_row": 75})
+    runs.append_progress(unique, "run", 0, {"through_row": 150})
+    assert runs.chunk_state(unique, "run", 0) == (None, [{"through_row": 75}, {"through_row": 150}])
+    runs.write_checkpoint(unique, "run", 0, {"chunk": 0, "delivered": 150})
+    assert runs.chunk_state(unique, "run", 0) == ({"chunk": 0, "delivered": 150}, [])
+    runs.append_progress(unique, "run", 10, {"through_row": 9})
+    assert runs.chunk_state(unique, "run", 1) == (None, [])  # chunk 10's files are not chunk 1's
