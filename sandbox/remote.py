@@ -57,6 +57,14 @@ class RemoteSandbox:
 
     def start(self, timeout_s: float = 30.0) -> RemoteSandbox:
         self._folder = Path(tempfile.mkdtemp(prefix="remote-sandbox-"))
+        try:
+            return self._start(timeout_s)
+        except BaseException:  # none left running: a failed start is not followed by stop()
+            self.stop()
+            raise
+
+    def _start(self, timeout_s: float) -> RemoteSandbox:
+        assert self._folder is not None
         for vendor in VENDORS:  # started together, waited for together
             self._processes[vendor] = subprocess.Popen(
                 [sys.executable, "cli.py", "sandbox", "--write-config", str(self._folder / vendor), *self._options],
@@ -69,7 +77,6 @@ class RemoteSandbox:
             while not ready.exists():
                 if process.poll() is not None or time.monotonic() > deadline:
                     error = process.stderr.read() if process.poll() is not None else "timed out"
-                    self.stop()
                     raise RuntimeError(f"the {vendor} sandbox process did not start: {error}")
                 time.sleep(0.05)
             self.urls[vendor] = json.loads(ready.read_text())[vendor]
