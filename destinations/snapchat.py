@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from shared.columns import none_positions
 from shared.config import DestinationSpec, Setting
 from shared.http import RefreshingBearer, Response, json_body, vendor_message
 from shared.profiles import is_sha256_hex, sha256_hexes
@@ -57,7 +58,7 @@ class Snapchat(Destination):
     def keys_of_emails(values: list[str], emails: list[str | None],
                        reasons: dict[int, str]) -> tuple[list[str | None], dict[int, str]]:
         keys, reasons = sha256_hexes(emails), dict(reasons)
-        for index in [index for index, email in enumerate(emails) if email is None]:
+        for index in none_positions(emails):
             hashed = values[index].strip().lower()
             if is_sha256_hex(hashed):  # already hashed upstream: never hash twice
                 reasons.pop(index, None)

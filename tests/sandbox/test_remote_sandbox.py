@@ -1,5 +1,7 @@
 """The stand-ins in processes of their own (the benchmark's): a start that fails leaves none running."""
 
+from types import SimpleNamespace
+
 import pytest
 
 import sandbox.remote as remote
@@ -18,7 +20,7 @@ def test_a_start_that_fails_after_the_processes_started_stops_them(monkeypatch):
         raise ValueError("config unreadable")
 
     monkeypatch.setattr(remote.subprocess, "Popen", recording_popen)
-    monkeypatch.setattr(remote.json, "loads", unreadable)  # each process is ready, its config then unreadable
+    monkeypatch.setattr(remote, "json", SimpleNamespace(loads=unreadable))  # each process ready, its config unreadable
     with pytest.raises(ValueError, match="config unreadable"):
         RemoteSandbox().start()
     assert len(started) == 4
