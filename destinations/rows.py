@@ -19,6 +19,7 @@ from typing import Any
 
 from shared.columns import none_positions, picker
 from shared.profiles import email_keys
+from shared.segments import FlatRows
 
 __all__ = ["JSON_STRING", "Rows"]
 
@@ -37,7 +38,7 @@ class Rows:
     them, never change them.
     """
 
-    def __init__(self, rows: list[list[str]], picked: list[int] | None = None, width: int | None = None,
+    def __init__(self, rows: Sequence[list[str]], picked: list[int] | None = None, width: int | None = None,
                  memo: dict[Any, Any] | None = None, lock: threading.RLock | None = None):
         self._rows, self._picked, self._width = rows, picked, width
         self._memo = {} if memo is None else memo
@@ -86,10 +87,14 @@ class Rows:
     # list comprehension with a test took 90-150 ns here): this runs for every column of
     # every row an export maps.
     def _work_out_full(self, _: int) -> bool:  # every row of the header's width (asked for as column 0)
+        if isinstance(self._rows, FlatRows):  # rows of one width, known when parsed
+            return self._width in (None, self._rows.width)
         return self._width is None or set(map(len, self._rows)) <= {self._width}
 
     def _work_out_values(self, index: int) -> list[str]:
         if self._whole("full", 0):
+            if isinstance(self._rows, FlatRows):
+                return self._rows.column(index)
             return list(map(itemgetter(index), self._rows))
         width = self._width
         return [row[index] if len(row) == width else "" for row in self._rows]

@@ -7,8 +7,8 @@ file once (`SegmentReader.blocks`) and cuts it into chunks at row boundaries
 (`offset_after`); plans reading the same file at once share its blocks (`sharing`).
 """
 
-from .parsing import Block, SegmentError, offset_after
+from .parsing import Block, FlatRows, SegmentError, offset_after
 from .reader import DOWNLOAD_BYTES, SegmentInfo, SegmentReader, resolve_columns
 
-__all__ = ["DOWNLOAD_BYTES", "Block", "SegmentError", "SegmentInfo", "SegmentReader", "offset_after",
+__all__ = ["DOWNLOAD_BYTES", "Block", "FlatRows", "SegmentError", "SegmentInfo", "SegmentReader", "offset_after",
            "resolve_columns"]

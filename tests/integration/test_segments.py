@@ -1,11 +1,13 @@
 """Reading segment files from Blob Storage (Azurite): encodings, line ends, quoting, ranges."""
 
+import csv
+import io
 import threading
 import time
 
 import pytest
 
-from shared.segments import SegmentError, offset_after, resolve_columns
+from shared.segments import FlatRows, SegmentError, offset_after, resolve_columns
 from tests.support import upload_segment, watch_parsed_blocks
 
 
@@ -62,6 +64,40 @@ def test_a_file_larger_than_a_download_block_streams_row_by_row(storage, unique,
     assert rows[-1] == ["149999@example.com", "multi\nline, 149999"]
     assert [block.first_row for block in blocks] == [1] + [1 + sum(len(b.rows) for b in blocks[:i])
                                                            for i in range(1, len(blocks))]
+
+
+@pytest.mark.parametrize("body", [
+    "ana@example.com,Ana,PT\r\nben@example.com,Ben,BR\r\n",  # CRLF, every row of one width
+    "ana@example.com,Ana,PT\nben@example.com,Ben,BR",  # LF, no final line end
+    "ana@example.com,Ana,PT\nben@example.com,Ben\ncy@example.com,Cy,PT,extra\n",  # widths differ
+    "ana@example.com,Ana,PT\r\nben@example.com,Ben,BR\ncy@example.com,Cy,PT\r\n",  # CRLF and a lone LF
+    "ana@example.com,Ana,PT\r\nben@example.com,Ben,B\rR\r\n",  # a lone CR
+    "ana@example.com,Ana,PT\n\nben@example.com,Ben,BR\n\n",  # blank lines
+])
+def test_unquoted_rows_are_read_as_csv_reads_them_whatever_their_line_ends_and_widths(storage, unique, body):
+    path = upload_segment(storage, f"{unique}/plain.csv", "Email,Name,Country\r\n" + body)
+    _, blocks = read_all(storage, path)
+    expected = [row for row in csv.reader(io.StringIO(body, newline="")) if row]
+    assert rows_of(blocks) == expected
+    # Row by row as the plan asks for a rejected row's fields, too.
+    assert [block.rows[index] for block in blocks for index in range(len(block.rows))] == expected
+
+
+def test_rows_of_one_width_are_held_flat_and_give_a_column_without_a_list_per_row(storage, unique):
+    # The usual block: its columns are slices of one list of fields (what the plan's speed rests on).
+    body = "".join(f"person{i}@example.com,Name {i},PT\n" for i in range(5))
+    path = upload_segment(storage, f"{unique}/flat.csv", "Email,Name,Country\n" + body)
+    _, (block,) = read_all(storage, path)
+    assert isinstance(block.rows, FlatRows) and block.rows.width == 3 and len(block.rows) == 5
+    assert block.rows.column(0) == [f"person{i}@example.com" for i in range(5)]
+    assert block.rows[-1] == block.rows[4] == ["person4@example.com", "Name 4", "PT"]
+    assert block.rows[1:3] == [["person1@example.com", "Name 1", "PT"], ["person2@example.com", "Name 2", "PT"]]
+    with pytest.raises(IndexError):
+        block.rows[5]
+    # A width-1 file with a blank line cannot be held flat (a blank line has one field too).
+    path = upload_segment(storage, f"{unique}/one-column.csv", "Email\nana@example.com\n\nben@example.com\n")
+    _, (block,) = read_all(storage, path)
+    assert not isinstance(block.rows, FlatRows) and block.rows == [["ana@example.com"], ["ben@example.com"]]
 
 
 def test_bytes_that_are_not_utf8_mark_only_their_row(storage, unique):

@@ -7,7 +7,7 @@ import hashlib
 from destinations import destination_class, rows
 from shared.engine.first_seen import FirstSeen
 from shared.engine.rows import classify_block
-from shared.segments import Block
+from shared.segments import Block, FlatRows
 
 
 def _block() -> Block:
@@ -75,3 +75,13 @@ def test_a_key_whose_hash_is_zero_is_remembered_too():
     seen = FirstSeen(100)
     assert seen.first([_Hashed("zero", 0), _Hashed("minus one", -1)]) == [True, True]
     assert seen.first([_Hashed("zero", 0), _Hashed("minus one", -1)]) == [False, False]
+
+
+def test_rows_held_flat_of_another_width_than_the_header_are_each_rejected_for_it():
+    # Every row of the block has 3 fields where the header has 2: no value is taken from them.
+    block = Block(first_row=1, rows=FlatRows(["ana@example.com", "x", "y", "ben@example.com", "x", "y"], 3),
+                  start=0, end=100, data=b"")
+    keys, problems = classify_block(block, 2, 0, "email", destination_class("omnisend"))
+    assert keys == [None, None]
+    assert problems == {0: ("rejected", "row has 3 fields, the header has 2"),
+                        1: ("rejected", "row has 3 fields, the header has 2")}
