@@ -41,7 +41,7 @@ class FlatRows(Sequence[list[str]]):
     What most blocks are: a column is then a slice of the list (`column`), made in C,
     and a row's own list is made only when one is asked for (a rejected row's fields);
     splitting each line into a list of its own, and picking a column from the lists,
-    was a third of a Snapchat plan's time. Read-only, like the block it belongs to.
+    was over a quarter of a Snapchat plan's time. Read-only, like the block it belongs to.
     """
 
     __slots__ = ("fields", "width")
