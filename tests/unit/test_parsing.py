@@ -1,0 +1,61 @@
+"""Parsing a segment's bytes: whatever the shapes of its rows and wherever its blocks and
+downloads are cut, the rows are those the csv module reads."""
+
+import csv
+import io
+import random
+
+import pytest
+
+from shared.segments import FlatRows, SegmentError, parsing
+
+
+def _segment_text(rng: random.Random) -> str:
+    """Rows of one usual width with some of another, blank lines, LF, CRLF or both, lone
+    CRs, quoted fields, non-ASCII, with or without a final line end."""
+    width = rng.choice([1, 2, 3, 5])
+    line_end = rng.choice(["\n", "\r\n", None])  # None: each line its own
+    lines = []
+    for _ in range(rng.randint(1, 60)):
+        if rng.random() < 0.05:
+            lines.append("")
+            continue
+        fields = []
+        for _ in range(width if rng.random() > 0.1 else rng.randint(1, 6)):
+            value = "".join(rng.choice("ab@. xé") for _ in range(rng.randint(0, 5)))
+            if rng.random() < 0.03:
+                value = f"{value}\r{value}"
+            if rng.random() < 0.03:
+                value = '"' + value.replace('"', '""') + '"'
+            fields.append(value)
+        lines.append(",".join(fields))
+    text = "".join(line + (line_end or rng.choice(["\n", "\r\n"])) for line in lines)
+    return text.rstrip("\r\n") if rng.random() < 0.3 else text
+
+
+def test_rows_are_those_csv_reads_whatever_their_shapes_and_the_block_cuts(monkeypatch):
+    rng = random.Random(20261124)
+    compared = 0
+    for _ in range(1500):
+        text = _segment_text(rng)
+        try:
+            expected = [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if row]
+        except csv.Error:
+            continue  # not CSV at all (a lone CR against a quote): the reader's error, tested elsewhere
+        monkeypatch.setattr(parsing, "BLOCK_BYTES", rng.choice([16, 64, 512, 1 << 20]))
+        data = text.encode("utf-8")
+        downloads = iter([data[at:at + 37] for at in range(0, len(data), 37)])
+        try:
+            blocks = list(parsing.cut_blocks("a.csv", downloads, 0, 1))
+        except SegmentError as error:  # pragma: no cover - shown as the failure it is
+            pytest.fail(f"{text!r}: {error}")
+        # Row by row (a rejected row's fields) and all at once (iterating a block), alike.
+        assert [block.rows[at] for block in blocks for at in range(len(block.rows))] == expected, repr(text)
+        assert [row for block in blocks for row in block.rows] == expected, repr(text)
+        for block in blocks:  # and a column of rows held flat is that field of each row
+            if isinstance(block.rows, FlatRows):
+                rows = list(block.rows)
+                for index in range(block.rows.width):
+                    assert block.rows.column(index) == [row[index] for row in rows], repr(text)
+        compared += 1
+    assert compared > 1000
