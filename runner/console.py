@@ -15,6 +15,7 @@ class _Run:
         self.label = label
         self.chunks = self.chunks_done = self.rows = self.rows_done = 0
         self.delivered = self.rejected = self.skipped = 0
+        self.planned = False  # the plan has read the whole segment: its chunks and rows are all known
         self.finished = False
 
 
@@ -42,8 +43,9 @@ class Progress:
             if not isinstance(result, dict):
                 return
             with self._lock:
-                if function == "plan_run":
+                if function in ("plan_run", "plan_next_part"):  # the plan so far, its parts read
                     run.chunks, run.rows = result.get("chunks", 0), result.get("rows", 0)
+                    run.planned = result.get("complete", True)
                 elif function == "export_chunk":
                     run.chunks_done += 1
                     run.rows_done += result.get("rows", 0)
@@ -60,12 +62,14 @@ class Progress:
         with self._lock:
             self._draw(final=True)
 
-    def _line(self, run: _Run, elapsed: float) -> str:
+    def _line(self, run: _Run, label_width: int, elapsed: float) -> str:
         share = run.rows_done / run.rows if run.rows else (1.0 if run.finished else 0.0)
-        filled = int(share * self._width)
+        filled = int(min(share, 1.0) * self._width)
         bar = "#" * filled + "." * (self._width - filled)
-        return (f"{run.label:<18} [{bar}] {run.chunks_done}/{run.chunks} chunks  {run.rows_done:,}/{run.rows:,} rows"
-                f"  delivered {run.delivered:,}  rejected {run.rejected:,}  skipped {run.skipped:,}  {elapsed:5.1f}s")
+        more = "" if run.planned or run.finished else "+"  # the plan is still reading: more to come
+        return (f"{run.label:<{label_width}} [{bar}] {run.chunks_done}/{run.chunks}{more} chunks  "
+                f"{run.rows_done:,}/{run.rows:,}{more} rows  delivered {run.delivered:,}  "
+                f"rejected {run.rejected:,}  skipped {run.skipped:,}  {elapsed:5.1f}s")
 
     def _draw(self, final: bool) -> None:
         now = time.monotonic()
@@ -73,7 +77,8 @@ class Progress:
         if not final and now - self._last < (0.1 if interactive else 2.0):
             return
         self._last = now
-        lines = [self._line(run, now - self._started) for run in self._runs]
+        label_width = max((len(run.label) for run in self._runs), default=0)
+        lines = [self._line(run, label_width, now - self._started) for run in self._runs]
         if interactive:
             up = f"\x1b[{self._drawn}F" if self._drawn else ""
             self._stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))

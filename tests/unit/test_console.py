@@ -1,0 +1,46 @@
+"""The progress lines of local runs: what a person watching a run reads."""
+
+import io
+
+from runner.console import Progress
+
+
+def _lines(stream: io.StringIO) -> list[str]:
+    return stream.getvalue().splitlines()
+
+
+def test_a_plan_read_in_parts_counts_the_chunks_and_rows_of_every_part():
+    stream = io.StringIO()  # not a terminal: a line per run at each drawing
+    progress = Progress(stream, width=10)
+    hook = progress.track("demo-braze")
+    # The first part plans one chunk; the rest of the segment comes with the next part.
+    hook("plan_run", {}, {"chunks": 1, "rows": 10_000, "complete": False})
+    hook("export_chunk", {}, {"rows": 10_000, "delivered": 9_850, "rejected": 100, "skipped": 50})
+    progress.close()
+    assert "[##########] 1/1+ chunks  10,000/10,000+ rows" in _lines(stream)[-1]  # more to come
+    hook("plan_next_part", {}, {"chunks": 9, "rows": 50_000, "complete": True})
+    for _ in range(8):
+        hook("export_chunk", {}, {"rows": 5_000, "delivered": 4_950, "rejected": 50, "skipped": 0})
+    hook("finish_run", {}, {})
+    progress.close()
+    assert ("demo-braze [##########] 9/9 chunks  50,000/50,000 rows  delivered 49,450  rejected 500  skipped 50"
+            in _lines(stream)[-1])
+
+
+def test_the_bar_never_overflows_and_the_runs_lines_align():
+    stream = io.StringIO()
+    progress = Progress(stream, width=10)
+    short, long = progress.track("a"), progress.track("demo-campaign-monitor")
+    short("plan_run", {}, {"chunks": 1, "rows": 100, "complete": True})
+    short("export_chunk", {}, {"rows": 250})  # more rows than planned: the bar stays full, no longer
+    long("plan_run", {}, {"chunks": 2, "rows": 100, "complete": True})
+    progress.close()
+    first, second = _lines(stream)[-2:]
+    assert "[##########]" in first and first.index("[") == second.index("[")
+    assert second.startswith("demo-campaign-monitor [..........]")
+
+
+def test_closing_with_no_run_draws_nothing():
+    stream = io.StringIO()
+    Progress(stream).close()
+    assert stream.getvalue() == ""
