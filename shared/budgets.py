@@ -264,8 +264,20 @@ def rate_budget(blob: BlobClient) -> RateBudget:
 
 @atexit.register
 def _remove_entries() -> None:
-    """An exiting process takes its entries out, so others need not wait for them to expire."""
+    """An exiting process takes its entries out, so others need not wait for them to expire.
+
+    At most EXIT_WAIT_S: storage that cannot be reached then (a network gone, a local
+    Azurite stopped first) held the exit for the SDK's retries, over 80 s a call; an entry
+    left behind only makes the others wait until it expires (EXPIRE_S).
+    """
     with _budgets_lock:
         budgets = list(_budgets.values())
-    for budget in budgets:
-        budget.remove()
+    if not budgets:
+        return
+    removing = threading.Thread(target=lambda: [budget.remove() for budget in budgets],
+                                name="rate-budget-exit", daemon=True)
+    removing.start()
+    removing.join(EXIT_WAIT_S)
+
+
+EXIT_WAIT_S = 2.0

@@ -459,13 +459,26 @@ class RunStore:
 
     def checkpoints(self, export: str, run_id: str) -> list[dict[str, Any]]:
         """The results of the run's chunks that finished (`chunks/<n>.json`)."""
-        found = []
+        return self.chunks_so_far(export, run_id, with_progress=False)[0]
+
+    def chunks_so_far(self, export: str, run_id: str,
+                      with_progress: bool = True) -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]]]:
+        """What the run's chunks have done, from one listing of their files: the results of
+        those that finished (`chunks/<n>.json`), and the progress records (confirmed
+        batches) of those still sending (`chunks/<n>.progress`, no result yet)."""
+        files: dict[int, set[str]] = {}
         for blob in self._container.list_blobs(name_starts_with=f"{self.prefix(export, run_id)}/chunks/"):
-            if blob.name.rsplit("/", 1)[1].split(".")[1:] == ["json"]:
-                document = _read_json(self._container, blob.name)
-                if document is not None:
-                    found.append(document)
-        return found
+            number, _, suffix = blob.name.rsplit("/", 1)[1].partition(".")
+            if number.isdigit():
+                files.setdefault(int(number), set()).add(suffix)
+        finished, sending = [], {}
+        for chunk, suffixes in sorted(files.items()):
+            result = self.checkpoint(export, run_id, chunk) if "json" in suffixes else None
+            if result is not None:
+                finished.append(result)
+            elif with_progress and "progress" in suffixes:
+                sending[chunk] = self.progress(export, run_id, chunk)
+        return finished, sending
 
     def merge_rejected(self, export: str, run_id: str, header: str, parts: list[str]) -> str | None:
         """Concatenate the chunks' rejected-row files into one `rejected.csv`; None if none."""

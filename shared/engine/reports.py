@@ -9,7 +9,6 @@ for the run's destination, input rows = delivered + rejected + skipped.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -111,10 +110,16 @@ def progress(export: str, run_id: str, services: Services) -> dict[str, Any] | N
     plan = runs.plan(export, run_id)
     if plan is None:
         return None
-    done: Iterable[dict[str, Any]] = runs.checkpoints(export, run_id)
-    done = list(done)
+    done, sending = runs.chunks_so_far(export, run_id)
+    # Counts so far: the finished chunks', and the batches the vendor confirmed to chunks
+    # still sending (a chunk can send for the whole run: parallel chunks share the limit).
+    counts = {key: sum(result[key] for result in done) for key in ("rows", "delivered", "rejected", "skipped")}
+    for record in (record for records in sending.values() for record in records):
+        counts["rows"] += record["rows"]
+        counts["delivered"] += record["delivered"]
+        counts["rejected"] += sum(record["rejected"].values())
+        counts["skipped"] += sum(record["skipped"].values())
     return {"run_id": run_id, "export": export, "status": "running", "planned_at": plan["planned_at"],
-            "chunks": len(plan["chunks"]), "chunks_done": len(done),
+            "chunks": len(plan["chunks"]), "chunks_done": len(done), "chunks_sending": len(sending),
             "plan_complete": plan.get("complete", True),  # else chunks and input_rows are so far
-            "input_rows": sum(c["rows"] for c in plan["chunks"]),
-            **{key: sum(r[key] for r in done) for key in ("delivered", "rejected", "skipped")}}
+            "input_rows": sum(c["rows"] for c in plan["chunks"]), "rows_done": counts.pop("rows"), **counts}

@@ -201,3 +201,22 @@ def test_two_hosts_pacers_on_one_connection_stay_under_its_limit_together_and_us
     busiest = max(sum(1 for t in sent[i:] if t < start + 1.0) for i, start in enumerate(sent))
     assert busiest <= limit  # in any one second
     assert len(sent) >= 0.8 * limit * HEADROOM * seconds  # and the limit used, not halved
+
+
+def test_an_exiting_process_whose_storage_is_gone_exits_at_once_leaving_its_entry_to_expire(monkeypatch):
+    # The SDK retries a storage call it cannot make for over 80 s: an exit that waited for the
+    # entry's removal hung that long (pytest's own exit did, once its Azurite had stopped).
+    from sandbox.azurite import Azurite
+    from shared import budgets
+    from shared.state import Storage
+
+    with Azurite() as azurite:
+        storage = Storage.from_connection_string(azurite.connection_string)
+        storage.ensure_containers()
+        budget = _budget(storage.container("export-state").get_blob_client("rate-budgets/exiting.json"))
+        budget.join()  # a chunk still sending when the process exits
+        _until(lambda: budget.share() == 1.0)  # listed in the blob
+    monkeypatch.setattr(budgets, "_budgets", {"exiting": budget})  # this process's budgets, as atexit finds them
+    started = time.monotonic()
+    budgets._remove_entries()
+    assert time.monotonic() - started < budgets.EXIT_WAIT_S + 0.5

@@ -307,6 +307,33 @@ def test_a_running_run_reports_its_progress(app_env, stand_ins, storage, unique,
     assert (status["delivered"], status["rejected"], status["skipped"]) == (10, 0, 0)
 
 
+def test_a_running_run_counts_the_batches_confirmed_to_chunks_still_sending(
+        app_env, stand_ins, storage, unique, monkeypatch):
+    # Chunks sharing a slow limit all send until near the run's end: counting only finished
+    # chunks, a watcher would see nothing delivered for most of the run.
+    from shared.engine import progress
+
+    monkeypatch.setenv("CHUNK_ROWS", "10")
+    monkeypatch.setenv("PROGRESS_INTERVAL_S", "0")  # a record per confirmed batch
+    path = upload_segment(storage, f"{unique}/segment.csv",
+                          "Email\n" + "\n".join(f"p{i}@example.com" for i in range(29)) + "\nnot-an-email\n")
+    connection = connection_of(stand_ins, "campaign_monitor")
+    connection["settings"].update(batch_size=5, parallel_chunks=1)
+    export = emails_only(unique, path)
+    report = run_export(export, connection)
+    assert report["status"] == "succeeded"
+    # The run as it was while its last chunk sent: no report, no result for that chunk yet,
+    # its confirmed batches recorded.
+    runs = storage.container("export-runs")
+    prefix = f"{export['name']}/{report['run_id']}"
+    runs.delete_blob(f"{prefix}/report.json")
+    runs.delete_blob(f"{prefix}/chunks/000002.json")
+
+    status = progress(export["name"], report["run_id"], Services.current())
+    assert (status["status"], status["chunks"], status["chunks_done"], status["chunks_sending"]) == ("running", 3, 2, 1)
+    assert (status["rows_done"], status["delivered"], status["rejected"], status["skipped"]) == (30, 29, 1, 0)
+
+
 def test_a_plan_part_that_fails_for_good_still_sends_what_was_planned_and_fails_the_run(
         app_env, stand_ins, storage, unique, monkeypatch):
     monkeypatch.setenv("CHUNK_ROWS", "10")
