@@ -71,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, workers) -> int:
     from runner.console import Progress, summary_table
-    from runner.runs import run_export
+    from runner.runs import run_export, run_status
     from shared.config import DefinitionError
     from shared.engine import Services
 
@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace, workers) -> int:
         return 2
     connection = definitions.connections[export.connection]
     Services.current().storage.ensure_containers()
-    progress = Progress()
+    progress = Progress(poll=run_status)
     started = time.monotonic()
     try:
         report = run_export(dict(export.document), dict(connection.document),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 __all__ = ["Progress", "summary_table"]
@@ -17,15 +18,21 @@ class _Run:
         self.delivered = self.rejected = self.skipped = 0
         self.planned = False  # the plan has read the whole segment: its chunks and rows are all known
         self.finished = False
+        self.export = self.run_id = None  # known once the plan's first part is
+        self.polled: dict[str, int] = {}  # counts of the run's status, chunks still sending included
 
 
 class Progress:
     """Live progress of one or more local runs: redrawn lines on a terminal, periodic lines in a log.
 
-    `track(label)` returns the hook to give a LocalRunner as `on_result`.
+    `track(label)` returns the hook to give a LocalRunner as `on_result`. Activities tell
+    of chunks that ended; with `poll` (export, run id -> the run's status, as
+    `shared.engine.progress` gives it) the counts also move while a chunk sends: a chunk
+    of a slow vendor can send for minutes.
     """
 
-    def __init__(self, stream: TextIO | None = None, width: int = 24):
+    def __init__(self, stream: TextIO | None = None, width: int = 24,
+                 poll: Callable[[str, str], dict[str, Any] | None] | None = None, poll_s: float = 2.0):
         self._stream = stream or sys.stderr
         self._width = width
         self._lock = threading.Lock()
@@ -33,6 +40,25 @@ class Progress:
         self._started = time.monotonic()
         self._drawn = 0
         self._last = 0.0
+        self._stopped = threading.Event()
+        if poll is not None:
+            threading.Thread(target=self._poll, args=(poll, poll_s), name="progress-poll", daemon=True).start()
+
+    def _poll(self, poll: Callable[[str, str], dict[str, Any] | None], every_s: float) -> None:
+        while not self._stopped.wait(every_s):
+            with self._lock:
+                running = [run for run in self._runs if run.run_id and not run.finished]
+            for run in running:
+                try:
+                    status = poll(run.export, run.run_id) or {}
+                except Exception:  # noqa: BLE001 - a status read that fails shows nothing new, the run goes on
+                    continue
+                with self._lock:
+                    run.polled = {key: status[key] for key in ("rows_done", "delivered", "rejected", "skipped")
+                                  if isinstance(status.get(key), int)}
+            with self._lock:
+                if running:
+                    self._draw(final=False)
 
     def track(self, label: str):
         run = _Run(label)
@@ -46,6 +72,7 @@ class Progress:
                 if function in ("plan_run", "plan_next_part"):  # the plan so far, its parts read
                     run.chunks, run.rows = result.get("chunks", 0), result.get("rows", 0)
                     run.planned = result.get("complete", True)
+                    run.export, run.run_id = result.get("export"), result.get("run_id")
                 elif function == "export_chunk":
                     run.chunks_done += 1
                     run.rows_done += result.get("rows", 0)
@@ -59,17 +86,22 @@ class Progress:
         return on_result
 
     def close(self) -> None:
+        self._stopped.set()
         with self._lock:
             self._draw(final=True)
 
     def _line(self, run: _Run, label_width: int, elapsed: float) -> str:
-        share = run.rows_done / run.rows if run.rows else (1.0 if run.finished else 0.0)
+        # The ended chunks' counts, or the polled status where it is ahead (it counts the
+        # batches confirmed to chunks still sending).
+        rows_done, delivered, rejected, skipped = (max(getattr(run, key), run.polled.get(key, 0))
+                                                   for key in ("rows_done", "delivered", "rejected", "skipped"))
+        share = rows_done / run.rows if run.rows else (1.0 if run.finished else 0.0)
         filled = int(min(share, 1.0) * self._width)
         bar = "#" * filled + "." * (self._width - filled)
         more = "" if run.planned or run.finished else "+"  # the plan is still reading: more to come
         return (f"{run.label:<{label_width}} [{bar}] {run.chunks_done}/{run.chunks}{more} chunks  "
-                f"{run.rows_done:,}/{run.rows:,}{more} rows  delivered {run.delivered:,}  "
-                f"rejected {run.rejected:,}  skipped {run.skipped:,}  {elapsed:5.1f}s")
+                f"{rows_done:,}/{run.rows:,}{more} rows  delivered {delivered:,}  "
+                f"rejected {rejected:,}  skipped {skipped:,}  {elapsed:5.1f}s")
 
     def _draw(self, final: bool) -> None:
         now = time.monotonic()

@@ -147,7 +147,7 @@ def actual_audiences(sandbox: Sandbox) -> dict[str, set[str]]:
 def main(profiles: int = 50_000) -> int:
     from destinations import SPECS
     from runner.console import Progress, summary_table
-    from runner.runs import run_export
+    from runner.runs import run_export, run_status
     from runner.workers import local_workers
     from shared.config import parse_definitions
     from shared.state import Storage
@@ -175,7 +175,7 @@ def main(profiles: int = 50_000) -> int:
         for document in definitions["exports"]:
             store.put_export(document)
         connections = {c["name"]: c for c in definitions["connections"]}
-        progress = Progress()
+        progress = Progress(poll=run_status)
         reports: dict[str, dict[str, Any]] = {}
 
         def run(export: dict[str, Any]) -> None:

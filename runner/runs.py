@@ -6,13 +6,13 @@ import getpass
 from collections.abc import Callable
 from typing import Any
 
-from shared.engine import Services
+from shared.engine import Services, progress
 from shared.engine.starts import instance_id, run_request
 
 from .orchestration import LocalRunner
 from .workers import Workers
 
-__all__ = ["run_export"]
+__all__ = ["run_export", "run_status"]
 
 
 def run_export(export: dict[str, Any], connection: dict[str, Any] | None, *,
@@ -38,3 +38,8 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "local user"
+
+
+def run_status(export: str, run_id: str) -> dict[str, Any] | None:
+    """A run's report, or its progress while it runs, as the HTTP API serves them (for `Progress`)."""
+    return progress(export, run_id, Services.current())

@@ -1,6 +1,7 @@
 """The progress lines of local runs: what a person watching a run reads."""
 
 import io
+import time
 
 from runner.console import Progress
 
@@ -44,3 +45,23 @@ def test_closing_with_no_run_draws_nothing():
     stream = io.StringIO()
     Progress(stream).close()
     assert stream.getvalue() == ""
+
+
+def test_a_chunk_still_sending_moves_the_counts_through_the_polled_status():
+    stream = io.StringIO()
+    asked = []
+    status = {"rows_done": 2_000, "delivered": 1_900, "rejected": 60, "skipped": 40}
+    progress = Progress(stream, width=10, poll=lambda export, run_id: asked.append((export, run_id)) or status,
+                        poll_s=0.01)
+    hook = progress.track("demo-omnisend")
+    hook("plan_run", {}, {"export": "demo-omnisend", "run_id": "r1", "chunks": 1, "rows": 10_000, "complete": True})
+    deadline = time.monotonic() + 5
+    while "2,000/10,000 rows" not in stream.getvalue():
+        assert time.monotonic() < deadline, stream.getvalue()
+        time.sleep(0.01)
+    assert ("demo-omnisend", "r1") in asked
+    assert "[##........] 0/1 chunks  2,000/10,000 rows  delivered 1,900  rejected 60  skipped 40" in stream.getvalue()
+    hook("export_chunk", {}, {"rows": 10_000, "delivered": 9_500, "rejected": 300, "skipped": 200})
+    hook("finish_run", {}, {})
+    progress.close()
+    assert "[##########] 1/1 chunks  10,000/10,000 rows  delivered 9,500" in _lines(stream)[-1]
