@@ -7,8 +7,8 @@ thread of its own, and writes one JSON line per outcome on stdout ({"id", "resul
 {"id", "error"}), after a first line {"ready": true} once the app is imported. Anything
 else the process prints goes to stderr, with its log records from LOCAL_WORKER_LOG_LEVEL
 up (WARNING by default). Exits when stdin closes and the activities it holds have
-finished; ends within 0.1 s of the runner's process, as a host's workers go down with
-their host, so a killed run is killed whole.
+finished; ends within a few milliseconds of the runner's process (0.1 s at most), as a
+host's workers go down with their host, so a killed run is killed whole.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 
 
 def main() -> None:
-    _die_with_parent()
+    stdin_closed = _die_with_parent()
     results = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # prints and logs stay off the results
     sys.stdout = sys.stderr
@@ -54,26 +54,36 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=128, thread_name_prefix="activity") as pool:
         for line in sys.stdin:
             pool.submit(run, json.loads(line))
+        stdin_closed.set()  # the runner closed it, or died: its end of the pipe closes with it
 
 
-def _die_with_parent() -> None:
+def _die_with_parent() -> threading.Event:
     """Exit as soon as the runner's process is gone (its pid is no longer this one's parent).
 
     Not prctl's parent-death signal: that fires when the *thread* that started the worker
     ends, and a replacement worker is started from one of the runner's activity threads.
+    A runner that dies closes the worker's stdin first, so once stdin is closed (the event
+    returned) the parent is watched every millisecond: a worker that went on sending for
+    its 0.1 s of polling while `run --resume` started sent batches twice.
     """
     parent = int(os.environ.get(PARENT, "0")) or os.getppid()  # the runner, which may have died while this started
+    stdin_closed = threading.Event()
 
     def watch() -> None:
         while os.getppid() == parent:
-            time.sleep(PARENT_POLL_S)
+            if stdin_closed.is_set():  # closed by the runner, or the runner is dying: tell which soon
+                time.sleep(CLOSED_POLL_S)
+            else:
+                stdin_closed.wait(PARENT_POLL_S)
         os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    return stdin_closed
 
 
 PARENT = "LOCAL_WORKER_PARENT"  # set by runner.workers: the pid of the process that started the worker
 PARENT_POLL_S = 0.1
+CLOSED_POLL_S = 0.001
 
 
 if __name__ == "__main__":
