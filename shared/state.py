@@ -445,11 +445,8 @@ class RunStore:
         One listing of the chunk's files, then a read of what it found: on a first execution,
         the usual case, a read of each that found nothing cost two storage calls (and two
         errors) where the listing is one, ~40% less CPU for each chunk that starts."""
-        prefix = self.chunk_file(export, run_id, chunk, "")
-        names = {blob.name for blob in self._container.list_blobs(name_starts_with=prefix)}
-        if prefix + "json" in names and (checkpoint := self.checkpoint(export, run_id, chunk)) is not None:
-            return checkpoint, []
-        return None, self.progress(export, run_id, chunk) if prefix + "progress" in names else []
+        states = self._chunk_states(export, run_id, self.chunk_file(export, run_id, chunk, ""))
+        return states.get(chunk, (None, []))
 
     def write_checkpoint(self, export: str, run_id: str, chunk: int, result: dict[str, Any]) -> None:
         _write_json(self._container, self.chunk_file(export, run_id, chunk, "json"), result)
@@ -466,19 +463,26 @@ class RunStore:
         """What the run's chunks have done, from one listing of their files: the results of
         those that finished (`chunks/<n>.json`), and the progress records (confirmed
         batches) of those still sending (`chunks/<n>.progress`, no result yet)."""
+        states = self._chunk_states(export, run_id, f"{self.prefix(export, run_id)}/chunks/", with_progress)
+        return ([checkpoint for checkpoint, _ in states.values() if checkpoint is not None],
+                {chunk: records for chunk, (checkpoint, records) in states.items() if checkpoint is None and records})
+
+    def _chunk_states(self, export: str, run_id: str, prefix: str, with_progress: bool = True
+                      ) -> dict[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+        """{chunk: (final checkpoint, else progress records)} of the chunks whose files one
+        listing under `prefix` finds, in chunk order; only what exists is read."""
         files: dict[int, set[str]] = {}
-        for blob in self._container.list_blobs(name_starts_with=f"{self.prefix(export, run_id)}/chunks/"):
+        for blob in self._container.list_blobs(name_starts_with=prefix):
             number, _, suffix = blob.name.rsplit("/", 1)[1].partition(".")
             if number.isdigit():
                 files.setdefault(int(number), set()).add(suffix)
-        finished, sending = [], {}
+        states = {}
         for chunk, suffixes in sorted(files.items()):
-            result = self.checkpoint(export, run_id, chunk) if "json" in suffixes else None
-            if result is not None:
-                finished.append(result)
-            elif with_progress and "progress" in suffixes:
-                sending[chunk] = self.progress(export, run_id, chunk)
-        return finished, sending
+            checkpoint = self.checkpoint(export, run_id, chunk) if "json" in suffixes else None
+            records = (self.progress(export, run_id, chunk)
+                       if checkpoint is None and with_progress and "progress" in suffixes else [])
+            states[chunk] = (checkpoint, records)
+        return states
 
     def merge_rejected(self, export: str, run_id: str, header: str, parts: list[str]) -> str | None:
         """Concatenate the chunks' rejected-row files into one `rejected.csv`; None if none."""

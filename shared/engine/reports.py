@@ -16,7 +16,7 @@ from destinations import destination_class
 
 from .planning import now_iso, stopped_at
 from .services import Services
-from .tally import REJECTED_HEADER
+from .tally import REJECTED_HEADER, Tally
 
 __all__ = ["finish_run", "progress"]
 
@@ -112,14 +112,16 @@ def progress(export: str, run_id: str, services: Services) -> dict[str, Any] | N
         return None
     done, sending = runs.chunks_so_far(export, run_id)
     # Counts so far: the finished chunks', and the batches the vendor confirmed to chunks
-    # still sending (a chunk can send for the whole run: parallel chunks share the limit).
-    counts = {key: sum(result[key] for result in done) for key in ("rows", "delivered", "rejected", "skipped")}
-    for record in (record for records in sending.values() for record in records):
-        counts["rows"] += record["rows"]
-        counts["delivered"] += record["delivered"]
-        counts["rejected"] += sum(record["rejected"].values())
-        counts["skipped"] += sum(record["skipped"].values())
+    # still sending (a chunk can send for the whole run: parallel chunks share the limit),
+    # added up as a resumed chunk restores them.
+    confirmed = Tally("")
+    for records in sending.values():
+        confirmed.restore(records)
     return {"run_id": run_id, "export": export, "status": "running", "planned_at": plan["planned_at"],
             "chunks": len(plan["chunks"]), "chunks_done": len(done), "chunks_sending": len(sending),
             "plan_complete": plan.get("complete", True),  # else chunks and input_rows are so far
-            "input_rows": sum(c["rows"] for c in plan["chunks"]), "rows_done": counts.pop("rows"), **counts}
+            "input_rows": sum(c["rows"] for c in plan["chunks"]),
+            "rows_done": sum(result["rows"] for result in done) + confirmed.rows,
+            "delivered": sum(result["delivered"] for result in done) + confirmed.delivered,
+            "rejected": sum(result["rejected"] for result in done) + sum(confirmed.rejected.values()),
+            "skipped": sum(result["skipped"] for result in done) + sum(confirmed.skipped.values())}
