@@ -4,7 +4,8 @@
 
 JOB holds {"connections": [...], "exports": [...]}; RESULT receives each run's report
 and its wall time, how many segment blocks the plans read and shared, the peak of the
-resident memory of this process and its worker processes together (sampled every 50 ms),
+resident memory of this process and its worker processes together (sampled every 50 ms)
+and each one's own peak,
 and for each run the CPU time used while it sent (`sending_cpu_s`: from its first chunk's
 start to its last chunk's end, the span of the report's `duration_s`): by this process
 and its workers ("exporter"), and by each group of processes BENCH_PIDS names (a JSON
@@ -25,7 +26,7 @@ from bisect import bisect_left
 from datetime import datetime
 from pathlib import Path
 
-from bench.procfs import cpu_s, rss_mb
+from bench.procfs import cpu_s, peak_rss_mb, rss_mb
 from runner.workers import local_workers  # the standard library only: the app is imported below
 
 
@@ -110,9 +111,13 @@ class _Sampler:
             self._sample()
 
     def stop(self) -> None:
+        """The last sample; each process's own peak also from its high-water mark, which
+        catches a peak between two samples (the processes are still running)."""
         self._stopped.set()
         self._thread.join()
         self._sample()
+        for pid in self._pids():
+            self.peaks[pid] = max(self.peaks.get(pid, 0.0), peak_rss_mb(pid))
 
     def cpu_between(self, start: float, end: float) -> dict[str, float]:
         """Each group's CPU seconds from `start` to `end` (epoch seconds), interpolated between samples."""

@@ -87,9 +87,11 @@ def run_exporter(env: dict[str, str], folder: str, connections: list[dict[str, A
         raise RuntimeError(f"the exporter process failed (status {status})")
     outcome = json.loads(Path(result).read_text())
     others_cpu = {name: round(cpu_s(pids) - before[name], 1) for name, pids in others.items()}
-    # ru_maxrss is the largest of the exporter and the workers it waited for; the sampled
-    # sum is what they held together (50 ms apart): the larger of the two is reported.
-    peak = max(usage.ru_maxrss / 1024, outcome.get("peak_rss_mb", 0.0))
+    # The sampled sum is what they held together (50 ms apart); a process's own peak
+    # between two samples is its high-water mark, which the exporter read before its
+    # workers stopped. (Not this wait's ru_maxrss: Linux carries the spawning process's
+    # peak over exec, so it would be this bench process's size once it has been larger.)
+    peak = max(outcome.get("peak_rss_mb", 0.0), *outcome.get("peak_rss_mb_each", [0.0]))
     return Measured(round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), round(peak, 1),
                     outcome["reports"], outcome["walls"], others_cpu, outcome["segment_blocks"],
                     outcome.get("peak_rss_mb_each", []), outcome["sending_cpu_s"])

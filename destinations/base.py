@@ -88,10 +88,6 @@ class Destination(ABC):
     SPEC: ClassVar[DestinationSpec]
     # For vendors that answer `send` with a Pending: how many batches may wait to be settled.
     MAX_UNSETTLED: ClassVar[int] = 0
-    # Whether the plan stores this vendor's prepared batches compressed (zstd, level 1):
-    # JSON items shrink tens of times at over a GB/s, sparing storage most of their bytes
-    # both ways.
-    COMPRESS_PREPARED: ClassVar[bool] = True
     # Whether the items are the keys themselves (Snapchat's hashes): the plan then stores
     # a batch's keys once, in its items, and `keys_of_batch` reads them back.
     ITEMS_ARE_KEYS: ClassVar[bool] = False

@@ -104,7 +104,7 @@ def test_a_compressed_stream_is_read_back_in_bounded_pieces_whatever_its_downloa
 
 def test_chunk_entries_say_how_their_items_are_stored_and_plans_made_before_zstd_still_read():
     assert compression_of({"items_compression": "zstd"}) == "zstd"
-    assert compression_of({"items_compression": None}) is None  # Snapchat's hex digests, stored plain
+    assert compression_of({"items_compression": None}) is None  # Snapchat's, in plans made before they were compressed
     assert compression_of({"items_compressed": True}) == "zlib"
     assert compression_of({"items_compressed": False}) is None
     with pytest.raises(ValueError, match="unknown compression"):
