@@ -360,7 +360,7 @@ class _ChunkWriter:
         self.rows = self.items = 0
         # Every vendor's batches are stored compressed (zstd, level 1, where the writes run,
         # off the interpreter lock): JSON items shrink tens of times at over a GB/s, and
-        # even Snapchat's 5 MB lines of hex digests and emails shrink to 41% in ~15 ms,
+        # even Snapchat's 4.6 MB lines of hex digests and emails shrink to 36-41% in ~15 ms,
         # where storage spends ~8 ms of its CPU a MB each way. (Snapchat's were stored
         # plain until measured so: with zlib, 58% at ~50 MB/s, they did not pay. With zstd,
         # rate-limited 200,000 profiles: the plan's wait for its last upload 0.08 -> 0.04 s
