@@ -23,7 +23,8 @@ def draw(results: dict[str, Any], path: Path) -> None:
         bars = axes[1].bar(_labels(destinations), [d["ratio"] for d in destinations.values()], color="#2e9d5b")
         axes[1].bar_label(bars, fmt="%.2f")
         axes[1].axhline(1.15, color="#c0392b", linestyle="--", label="target 1.15")
-        axes[1].legend()
+        axes[1].set_ylim(0, max([d["ratio"] for d in destinations.values()] + [1.15]) * 1.15)  # room for the labels
+        axes[1].legend(loc="upper right")
         axes[1].set_title("at the vendors' limits\n(actual / least time the limit allows)")
     if "peer_createsend" in scenarios:
         peer = scenarios["peer_createsend"]
@@ -32,10 +33,12 @@ def draw(results: dict[str, Any], path: Path) -> None:
                           f"(seconds, 50 ms away; {peer['speedup']}x)")
     memory = [(name, scenarios[name]["peak_rss_mb"]) for name in ("throughput_1m", "memory_10m") if name in scenarios]
     if memory:
-        axes[3].bar([name for name, _ in memory], [value for _, value in memory], color="#8e44ad")
+        bars = axes[3].bar([name for name, _ in memory], [value for _, value in memory], color="#8e44ad")
+        axes[3].bar_label(bars, fmt="%.1f")
         axes[3].axhline(300, color="#c0392b", linestyle="--", label="target 300 MB")
-        axes[3].legend()
-        axes[3].set_title("peak memory of the exporter (MB)")
+        axes[3].set_ylim(0, 360)  # room for the labels and the legend above the target line
+        axes[3].legend(loc="upper right")
+        axes[3].set_title("peak memory, exporter + worker (MB)")
     machine = results["machine"]
     figure.suptitle(f"{machine['cpu']}, {machine['cores']} cores, Python {machine['python']}", fontsize=9)
     figure.tight_layout()
