@@ -91,7 +91,7 @@ def run_exporter(env: dict[str, str], folder: str, connections: list[dict[str, A
     # between two samples is its high-water mark, which the exporter read before its
     # workers stopped. (Not this wait's ru_maxrss: Linux carries the spawning process's
     # peak over exec, so it would be this bench process's size once it has been larger.)
-    peak = max(outcome.get("peak_rss_mb", 0.0), *outcome.get("peak_rss_mb_each", [0.0]))
+    peak = max([outcome.get("peak_rss_mb", 0.0), *outcome.get("peak_rss_mb_each", [])])
     return Measured(round(wall, 2), round(usage.ru_utime + usage.ru_stime, 2), round(peak, 1),
                     outcome["reports"], outcome["walls"], others_cpu, outcome["segment_blocks"],
                     outcome.get("peak_rss_mb_each", []), outcome["sending_cpu_s"])

@@ -381,12 +381,13 @@ class RunStore:
                 self._plans[key] = plan
         return plan
 
-    def items_writer(self, export: str, run_id: str, chunk: int, writes: BackgroundWrites | None = None,
-                     compress: bool = False) -> BlobWriter:
-        """Where the plan writes a chunk's encoded batches, as it produces them. A compressed
-        chunk says so in its entry of the plan (`items_compression`)."""
+    def items_writer(self, export: str, run_id: str, chunk: int, writes: BackgroundWrites | None = None) -> BlobWriter:
+        """Where the plan writes a chunk's encoded batches, as it produces them, compressed
+        (ITEMS_COMPRESSION, which the chunk's entry in the plan records): every vendor's
+        items shrink, JSON tens of times, Snapchat's hex digests and emails to ~37%, and
+        storage spends ~8 ms of its CPU a MB each way."""
         blob = self._container.get_blob_client(self.chunk_file(export, run_id, chunk, "items"))
-        return BlobWriter(blob, writes=writes, compress=compress)
+        return BlobWriter(blob, writes=writes, compress=True)
 
     def items(self, export: str, run_id: str, chunk: int, compression: str | None) -> Iterator[bytes]:
         """A chunk's prepared batch lines (bytes, without newline), streamed; `compression` as

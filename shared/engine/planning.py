@@ -358,15 +358,7 @@ class _ChunkWriter:
         self.batch_size = destination.settings["batch_size"]
         self.index = len(plan["chunks"])
         self.rows = self.items = 0
-        # Every vendor's batches are stored compressed (zstd, level 1, where the writes run,
-        # off the interpreter lock): JSON items shrink tens of times at over a GB/s, and
-        # even Snapchat's 4.6 MB lines of hex digests and emails shrink to 36-41% in ~15 ms,
-        # where storage spends ~8 ms of its CPU a MB each way. (Snapchat's were stored
-        # plain until measured so: with zlib, 58% at ~50 MB/s, they did not pay. With zstd,
-        # rate-limited 200,000 profiles: the plan's wait for its last upload 0.08 -> 0.04 s
-        # a part; 10,000,000: Azurite's CPU 34.7 -> 17.0 s, the run 52 -> 48 s.)
-        self.batches = services.runs.items_writer(plan["export"]["name"], plan["run_id"], self.index, writes,
-                                                  compress=True)
+        self.batches = services.runs.items_writer(plan["export"]["name"], plan["run_id"], self.index, writes)
         self._rows: list[int] = []
         self._keys: list[str] = []
         self._identifiers: list[str] = []
