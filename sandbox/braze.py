@@ -71,6 +71,12 @@ class BrazeStandIn(StandIn):
     def throttle_answer(self, wait_s: float, reset_epoch: float) -> Response:
         return Response(429, {"message": "Too Many Requests"}, self.rate_headers(0, reset_epoch))
 
+    def window_end(self, announced_at: float, wait_s: float, reset_epoch: float) -> float:
+        # The 429 names the epoch second the window resets (rounded up): a client that comes
+        # back at that second waited as told, even when it is a few ms short of `wait_s`
+        # after this answer left (the stand-in answers a little after the request arrived).
+        return math.ceil(reset_epoch)
+
     # -- users/track -----------------------------------------------------------------------
 
     def track(self, request: Request) -> Response:

@@ -219,6 +219,14 @@ class StandIn:
         """Headers the vendor puts on every answer about its rate limit (Braze); none by default."""
         return {}
 
+    def window_end(self, announced_at: float, wait_s: float, reset_epoch: float) -> float:
+        """When the throttle window a 429 announced ends, as its reader is told: `wait_s` after it by default.
+
+        A vendor announcing a clock time (Braze's reset epoch second) overrides this: the
+        window it told the client is that time, not the stand-in's own `wait_s` after answering.
+        """
+        return announced_at + wait_s
+
     def expire_tokens(self) -> None:
         """Make the access tokens issued so far expired (vendors with OAuth override this)."""
 
@@ -382,8 +390,9 @@ class StandIn:
         if response.headers or (isinstance(response.body, dict) and "retryAfter" in response.body):
             with self.lock:  # the vendor announced when to come back: count who doesn't wait
                 now = time.time()
-                if now + wait > self.throttled_until:
-                    self.announced_at, self.throttled_until = now, now + wait
+                end = self.window_end(now, wait, reset_epoch)
+                if end > self.throttled_until:
+                    self.announced_at, self.throttled_until = now, end
         return self._record(entry, response)
 
     def server_error_answer(self, status: int) -> Response:

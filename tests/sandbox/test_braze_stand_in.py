@@ -135,3 +135,22 @@ def test_injected_server_error_is_a_5xx_with_a_message(api):
     answer = track(api, [{"external_id": "c1"}])
     assert answer.status_code in (500, 503) and answer.json()["message"]
     assert api.users == {}
+
+
+def test_a_request_at_the_announced_reset_second_is_not_counted_as_ignoring_the_throttle(monkeypatch):
+    # The stand-in answers a little after the request arrived; Braze's 429 names the reset as
+    # an epoch second rounded up. A client back at that second waited as told, even when it is
+    # a few ms short of the stand-in's own wait after answering (CI failed on such a request).
+    from sandbox.server import Faults, Request
+
+    stand_in = BrazeStandIn(api_key=KEY, faults=Faults(throttle=1.0, throttle_wait_s=1.0), rate_limited=False)
+    request = Request("POST", "/users/track", {}, {"authorization": f"Bearer {KEY}"}, b'{"attributes": []}')
+    arrived = 1_000_000_000.9995
+    monkeypatch.setattr(time, "time", lambda: arrived + 0.002)  # when the stand-in answers
+    throttled, _ = stand_in._answer(request, arrived)
+    reset = int(throttled.headers["X-RateLimit-Reset"])
+    assert reset == 1_000_000_002
+    stand_in.faults = Faults()
+    stand_in._answer(request, float(reset))
+    stand_in._answer(request, reset - 0.01)
+    assert stand_in.requests_in_throttle_window == 1  # only the one before the named second
