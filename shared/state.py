@@ -213,23 +213,21 @@ class BackgroundWrites:
 
 
 class BlobWriter:
-    """Writes one block blob as it is produced: blocks are staged as they fill, then committed.
+    """Writes one zstd-compressed block blob as it is produced (read it with `decompressed`):
+    blocks are staged as they fill, then committed.
 
     Memory holds about one block, whatever the blob's size (plus what `writes` has
-    pending). With `compress`, the blob is one zstd frame (read it with `decompressed`):
-    text is handed over a megabyte at a time and compressed where the writes run, outside
-    the GIL, so the caller computes on meanwhile; a block is staged once its compressed
-    bytes fill it (each staging is a storage request: a block then holds tens of times its
-    size of JSON).
+    pending): text is handed over a megabyte at a time and compressed where the writes
+    run, outside the GIL, so the caller computes on meanwhile; a block is staged once its
+    compressed bytes fill it (each staging is a storage request: a block then holds tens
+    of times its size of JSON).
     """
 
-    def __init__(self, blob: BlobClient, block_bytes: int = 4 * 1024 * 1024, writes: BackgroundWrites | None = None,
-                 compress: bool = False):
+    def __init__(self, blob: BlobClient, block_bytes: int = 4 * 1024 * 1024, writes: BackgroundWrites | None = None):
         self._blob = blob
         self._write = writes.submit if writes else _now
         self._block_bytes = block_bytes
-        self._compressor = zstandard.ZstdCompressor(compression_params=COMPRESSION).compressobj() if compress else None
-        self._hand_over_bytes = COMPRESS_BYTES if compress else block_bytes
+        self._compressor = zstandard.ZstdCompressor(compression_params=COMPRESSION).compressobj()
         self._pending: list[bytes] = []  # text not yet handed over, encoded
         self._size = 0
         self._compressed: list[bytes] = []  # compressed, not yet staged (touched by the writes only)
@@ -242,7 +240,7 @@ class BlobWriter:
             data = part.encode("utf-8")
             self._pending.append(data)
             self._size += len(data)
-        if self._size >= self._hand_over_bytes:
+        if self._size >= COMPRESS_BYTES:
             self._hand_over(final=False)
 
     def close(self) -> None:
@@ -254,19 +252,16 @@ class BlobWriter:
             self._write(self._put, pending, final)
 
     def _put(self, parts: list[bytes], final: bool) -> None:
-        """Stage `parts` (compressed first, if so; and commit the blob if `final`): runs in
-        order, one call at a time. A blob that ends within its first block is uploaded in
+        """Compress `parts`, stage what fills a block (and commit the blob if `final`): runs
+        in order, one call at a time. A blob that ends within its first block is uploaded in
         one request instead (most chunks' items: one storage call fewer each)."""
-        if self._compressor is None:
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
-        else:
-            for part in parts:
-                self._add_compressed(self._compressor.compress(part))
-            if final:
-                self._add_compressed(self._compressor.flush())
-            if not final and self._compressed_size < self._block_bytes:
-                return
-            data, self._compressed, self._compressed_size = b"".join(self._compressed), [], 0
+        for part in parts:
+            self._add_compressed(self._compressor.compress(part))
+        if final:
+            self._add_compressed(self._compressor.flush())
+        if not final and self._compressed_size < self._block_bytes:
+            return
+        data, self._compressed, self._compressed_size = b"".join(self._compressed), [], 0
         if final and not self._blocks:
             self._blob.upload_blob(data, overwrite=True)
             return
@@ -387,7 +382,7 @@ class RunStore:
         items shrink, JSON tens of times, Snapchat's hex digests and emails to ~37%, and
         storage spends ~8 ms of its CPU a MB each way."""
         blob = self._container.get_blob_client(self.chunk_file(export, run_id, chunk, "items"))
-        return BlobWriter(blob, writes=writes, compress=True)
+        return BlobWriter(blob, writes=writes)
 
     def items(self, export: str, run_id: str, chunk: int, compression: str | None) -> Iterator[bytes]:
         """A chunk's prepared batch lines (bytes, without newline), streamed; `compression` as

@@ -50,28 +50,26 @@ def test_a_caller_too_far_ahead_waits_for_the_pending_writes():
     assert pending == [1, 2]
 
 
-@pytest.mark.parametrize("compress", [False, True])
-def test_a_blob_written_in_many_parts_reads_back_whole_in_several_blocks(storage, unique, compress):
+def test_a_blob_written_in_many_parts_reads_back_whole_in_several_blocks(storage, unique):
     # Hex compresses ~2x: 4 MB of it crosses the 1 MB hand-over several times and, with
-    # 256 KB blocks, stages several blocks either way.
+    # 256 KB blocks, stages several blocks.
+    import zstandard
+
     parts = [os.urandom(512).hex() + "\n" for _ in range(4_000)]
     blob = storage.container("export-runs").get_blob_client(f"{unique}/written.items")
     with BackgroundWrites() as writes:
-        writer = BlobWriter(blob, block_bytes=256 * 1024, writes=writes, compress=compress)
+        writer = BlobWriter(blob, block_bytes=256 * 1024, writes=writes)
         for start in range(0, len(parts), 7):
             writer.write(parts[start:start + 7])
         writer.close()
     stored = blob.download_blob().readall()
-    assert (b"".join(decompressed([stored], ITEMS_COMPRESSION)) if compress else stored) == "".join(parts).encode()
+    assert b"".join(decompressed([stored], ITEMS_COMPRESSION)) == "".join(parts).encode()
     assert len(blob.get_block_list()[0]) > 3
-    if compress:  # a reader holds a window's worth per stream: a sending worker holds 16 streams
-        import zstandard
-
-        assert zstandard.get_frame_parameters(stored).window_size <= 128 * 1024
+    # A reader holds a window's worth per stream: a sending worker holds 16 streams.
+    assert zstandard.get_frame_parameters(stored).window_size <= 128 * 1024
 
 
-@pytest.mark.parametrize("compress", [False, True])
-def test_a_blob_that_fits_one_block_is_uploaded_whole_in_one_request(storage, unique, compress):
+def test_a_blob_that_fits_one_block_is_uploaded_whole_in_one_request(storage, unique):
     blob = storage.container("export-runs").get_blob_client(f"{unique}/small.items")
     calls = []
     for name in ("upload_blob", "stage_block", "commit_block_list"):
@@ -79,11 +77,11 @@ def test_a_blob_that_fits_one_block_is_uploaded_whole_in_one_request(storage, un
         setattr(blob, name, lambda *args, _method=method, _name=name, **kwargs: (calls.append(_name),
                                                                                  _method(*args, **kwargs)))
     with BackgroundWrites() as writes:
-        writer = BlobWriter(blob, writes=writes, compress=compress)
+        writer = BlobWriter(blob, writes=writes)
         writer.write(["a batch\n", "another\n"])
         writer.close()
     stored = blob.download_blob().readall()
-    assert (b"".join(decompressed([stored], ITEMS_COMPRESSION)) if compress else stored) == b"a batch\nanother\n"
+    assert b"".join(decompressed([stored], ITEMS_COMPRESSION)) == b"a batch\nanother\n"
     assert calls == ["upload_blob"]
 
 
