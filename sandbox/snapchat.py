@@ -10,7 +10,6 @@ An audience must exist (`audience_ids`) or the answer is 404.
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 import uuid
@@ -23,7 +22,7 @@ __all__ = ["SnapchatStandIn"]
 
 MAX_IDENTIFIERS = 100_000
 SCHEMAS = ("EMAIL_SHA256", "PHONE_SHA256", "MOBILE_AD_ID_SHA256")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+_HEX_DIGITS = b"0123456789abcdef"
 
 
 RATE_LIMIT = (10, 1.0)  # requests per seconds, per ad account
@@ -118,11 +117,9 @@ class SnapchatStandIn(StandIn):
             return _error(400, "E2002", "data must be a non-empty list of identifiers")
         if len(data) > MAX_IDENTIFIERS:
             return _error(400, "E2003", f"at most {MAX_IDENTIFIERS} identifiers per request, got {len(data)}")
-        hashes = []
-        for row in data:
-            if not (isinstance(row, list) and len(row) == 1 and isinstance(row[0], str) and _HEX64.fullmatch(row[0])):
-                return _error(400, "E2004", "every identifier must be a lowercase SHA-256 hex digest in a list of one")
-            hashes.append(row[0])
+        hashes = _identifiers(data)
+        if hashes is None:
+            return _error(400, "E2004", "every identifier must be a lowercase SHA-256 hex digest in a list of one")
         if len(set(hashes)) != len(hashes):
             return _error(400, "E2005", "duplicate identifiers in the request")
         with self.lock:
@@ -147,6 +144,25 @@ class SnapchatStandIn(StandIn):
 
     def server_error_answer(self, status: int) -> Response:
         return _error(status, "E5000", "Internal error" if status == 500 else "Service unavailable")
+
+
+def _identifiers(data: list[Any]) -> list[str] | None:
+    """The identifiers of `data` (`[["<hex>"], ...]`), or None unless each is a lowercase
+    SHA-256 hex digest in a list of one.
+
+    Checked for the whole request at once, in C: a loop testing each identifier, with the
+    duplicate check, took 37-52 ms of a 50,000-hash request (twice its JSON decoding), CPU the
+    stand-in took from the exporter it is measured beside on the same two cores; now 15-20.
+    """
+    if set(map(type, data)) != {list} or set(map(len, data)) != {1}:
+        return None
+    hashes = [row[0] for row in data]
+    if set(map(type, hashes)) != {str} or set(map(len, hashes)) != {64}:
+        return None
+    joined = "".join(hashes)  # 64 characters each: what remains once the hex digits are deleted is not one
+    if not joined.isascii() or joined.encode("ascii").translate(None, _HEX_DIGITS):
+        return None
+    return hashes
 
 
 def _request_id() -> str:
