@@ -36,12 +36,27 @@ def load_local_settings(path: Path = ROOT / "local.settings.json") -> None:
 
 def _definitions(path: str) -> tuple[dict[str, Any], Any]:
     from destinations import SPECS
-    from shared.config import parse_definitions
+    from shared.config import DefinitionError, Problem, parse_definitions
     from shared.settings import AppSettings
 
-    document = json.loads(Path(path).read_text(encoding="utf-8"))
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise DefinitionError([Problem("definitions", "(file)", f"cannot be read: {error.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise DefinitionError([Problem("definitions", "(file)", "is not UTF-8 text")]) from None
+    except json.JSONDecodeError as error:
+        raise DefinitionError([Problem("definitions", "(file)", f"is not JSON: {error.msg} at line {error.lineno} "
+                                                                 f"column {error.colno}")]) from None
     allow_local = AppSettings.from_env().allow_local_endpoints
     return document, parse_definitions(document, SPECS, allow_local=allow_local)
+
+
+def _print_problems(path: str, error: Any) -> None:
+    """Every problem of an invalid definitions file (a `DefinitionError`), one a line."""
+    print(f"{path}: {len(error.problems)} problem(s):", file=sys.stderr)
+    for problem in error.problems:
+        print(f"  - {problem}", file=sys.stderr)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -50,9 +65,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     try:
         _, definitions = _definitions(args.config)
     except DefinitionError as error:
-        print(f"{args.config}: {len(error.problems)} problem(s):", file=sys.stderr)
-        for problem in error.problems:
-            print(f"  - {problem}", file=sys.stderr)
+        _print_problems(args.config, error)
         return 1
     for connection in definitions.connections.values():
         if connection.consent is None:
@@ -79,7 +92,7 @@ def _run(args: argparse.Namespace, workers) -> int:
         document, definitions = _definitions(args.config)
         export = definitions.export(args.export)
     except DefinitionError as error:
-        print(f"{args.config} is invalid:\n" + "\n".join(f"  - {p}" for p in error.problems), file=sys.stderr)
+        _print_problems(args.config, error)
         return 2
     except KeyError as error:
         print(error.args[0], file=sys.stderr)
@@ -106,9 +119,14 @@ def _run(args: argparse.Namespace, workers) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from destinations import SPECS
+    from shared.config import DefinitionError
     from shared.engine import Services
 
-    document, _ = _definitions(args.config)
+    try:  # the whole file is checked before anything is stored: none or all of it
+        document, _ = _definitions(args.config)
+    except DefinitionError as error:
+        _print_problems(args.config, error)
+        return 1
     services = Services.current()
     services.storage.ensure_containers()
     store = services.storage.definitions(SPECS, services.settings.allow_local_endpoints)

@@ -362,17 +362,25 @@ def parse_connection(document: Any, specs: Mapping[str, DestinationSpec], *, all
     return Connection(name, kind, display_name, tuple(usable_by), secret_name, consent, settings, document)
 
 
-def parse_export(document: Any, connections: Mapping[str, Connection], specs: Mapping[str, DestinationSpec]) -> Export:
-    """Validate an export document against the known connections; raises DefinitionError."""
+def parse_export(document: Any, connections: Mapping[str, Connection], specs: Mapping[str, DestinationSpec],
+                 invalid_connections: Mapping[str, str | None] | None = None) -> Export:
+    """Validate an export document against the known connections; raises DefinitionError.
+
+    `invalid_connections`: {name: type} of connections defined beside it that are invalid
+    themselves (reported on their own): an export on one is still checked against its
+    vendor, so that one pass lists every problem.
+    """
     check = _Checker.of("export", document, _EXPORT_KEYS)
     name = check.string(document, "name", pattern=_NAME, rule=_NAME_RULE)
     display_name = check.string(document, "display_name")
     connection_name = check.string(document, "connection")
     connection = connections.get(connection_name) if connection_name else None
-    if connection_name and connection is None:
+    invalid = invalid_connections or {}
+    if connection_name and connection is None and connection_name not in invalid:
         known = ", ".join(sorted(connections)) or "none defined"
         check.add("connection", f'names an unknown connection "{connection_name}" (known: {known})')
-    spec = specs.get(connection.type) if connection else None
+    vendor = connection.type if connection else invalid.get(connection_name or "")
+    spec = specs.get(vendor) if vendor else None
 
     segments = document.get("segments")
     if not isinstance(segments, list) or not segments:
@@ -468,15 +476,17 @@ def parse_definitions(document: Any, specs: Mapping[str, DestinationSpec], *, al
         if connection.name in connections:
             problems.append(Problem(f'connection "{connection.name}"', "name", "is defined twice"))
         connections[connection.name] = connection
-    # An export on a connection that is itself invalid is not reported again for that.
-    invalid = {item.get("name") for item in lists["connections"] if isinstance(item, dict)} - set(connections)
+    # An export on a connection that is itself invalid is not reported again for that, but
+    # is checked against the connection's vendor all the same.
+    invalid = {item["name"]: item.get("type") if isinstance(item.get("type"), str) else None
+               for item in lists["connections"]
+               if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"] not in connections}
     exports: dict[str, Export] = {}
     for item in lists["exports"]:
         try:
-            export = parse_export(item, connections, specs)
+            export = parse_export(item, connections, specs, invalid)
         except DefinitionError as error:
-            connection_name = item.get("connection") if isinstance(item, dict) else None
-            problems.extend(p for p in error.problems if not (p.field == "connection" and connection_name in invalid))
+            problems.extend(error.problems)
             continue
         if export.name in exports:
             problems.append(Problem(f'export "{export.name}"', "name", "is defined twice"))

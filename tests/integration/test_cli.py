@@ -24,9 +24,37 @@ def test_validate_lists_every_problem_and_exits_non_zero(tmp_path, capsys, monke
                                              "segments": ["a.csv"], "target": {}, "matching": {}}]}))
     assert cli.main(["validate", "--config", str(path)]) == 1
     err = capsys.readouterr().err
-    assert "2 problem(s)" in err
+    assert "4 problem(s)" in err
     assert 'connection "x": settings.rest_endpoint: is required' in err
     assert 'export "e": matching.email: is required' in err
+    # The export is checked against its connection's vendor although that connection is
+    # invalid itself: one pass lists what a second would have found.
+    assert 'export "e": target.segment_id: is required' in err
+    assert 'export "e": matching.customer_id: is required for Braze' in err
+    assert "unknown connection" not in err
+
+
+def test_publish_stores_nothing_from_an_invalid_file_and_says_why(app_env, tmp_path, capsys, unique):
+    from destinations import SPECS
+    from shared.engine import Services
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"connections": [{"name": f"x-{unique}", "type": "braze", "display_name": "X",
+                                                 "secret_name": "x", "settings": {}}], "exports": []}))
+    assert cli.main(["publish", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f'connection "x-{unique}": settings.rest_endpoint: is required' in err and "Traceback" not in err
+    store = Services.current().storage.definitions(SPECS, allow_local=True)
+    assert f"x-{unique}" not in {document.get("name") for document in store.documents("connections")}
+
+
+def test_a_definitions_file_that_is_not_json_or_missing_is_one_clear_problem(tmp_path, capsys):
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"connections": [\n  {"name": "x",\n')
+    assert cli.main(["validate", "--config", str(broken)]) == 1
+    assert "definitions: (file): is not JSON: Expecting" in capsys.readouterr().err
+    assert cli.main(["validate", "--config", str(tmp_path / "missing.json")]) == 1
+    assert "definitions: (file): cannot be read: No such file or directory" in capsys.readouterr().err
 
 
 def test_validate_accepts_the_example_and_warns_about_missing_consent(tmp_path, capsys):
