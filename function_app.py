@@ -95,10 +95,30 @@ async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient
 
 
 @app.route(route="exports/{name}/runs/{run_id}", methods=["GET"])
-def get_run(req: func.HttpRequest) -> func.HttpResponse:
-    """The run's report when finished, its progress while running."""
-    found = progress(req.route_params["name"], req.route_params["run_id"], Services.current())
+@app.durable_client_input(client_name="client")
+async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """The run's report when finished, its progress while running, "starting" before its plan is written."""
+    name, run_id = req.route_params["name"], req.route_params["run_id"]
+    found = progress(name, run_id, Services.current()) or await _starting(client, name, run_id)
     return _json(200, found) if found else _json(404, {"error": "unknown run"})
+
+
+async def _starting(client: df.DurableOrchestrationClient, export: str, run_id: str) -> dict[str, Any] | None:
+    """A run whose orchestration is started but whose plan's first part is not written yet
+    (a second or so, longer while the host is busy): polled at once, it is not unknown."""
+    status = await client.get_status(instance_id(export), show_input=True)
+    if status is None or status.runtime_status not in ACTIVE:
+        return None
+    request = status.input_
+    if isinstance(request, str):  # the host may hand the input back as the JSON text it stored
+        try:
+            request = json.loads(request)
+        except ValueError:
+            return None
+    if not isinstance(request, dict) or request.get("run_id") != run_id:
+        return None
+    return {"run_id": run_id, "export": export, "status": "starting", "requested_at": request.get("requested_at"),
+            "chunks": 0, "input_rows": 0, "rows_done": 0, "delivered": 0, "rejected": 0, "skipped": 0}
 
 
 @app.route(route="exports/{name}/runs", methods=["GET"])

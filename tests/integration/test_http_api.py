@@ -24,14 +24,16 @@ from tests.support import connection_of
 
 
 class DurableClient:
-    """Records starts; reports the export's instance as running when told to."""
+    """Records starts; reports the export's instance as running when told to, with `input`
+    as the host gives it back (the run request, as JSON text) when asked for it."""
 
-    def __init__(self, running: bool = False):
-        self.running, self.started = running, []
+    def __init__(self, running: bool = False, input: Any = None):
+        self.running, self.started, self.input = running, [], input
 
-    async def get_status(self, instance_id: str):
+    async def get_status(self, instance_id: str, show_input: bool = False):
         status = df.OrchestrationRuntimeStatus.Running if self.running else df.OrchestrationRuntimeStatus.Completed
-        return DurableOrchestrationStatus(runtimeStatus=status.value, instanceId=instance_id)
+        return DurableOrchestrationStatus(runtimeStatus=status.value, instanceId=instance_id,
+                                          input=json.dumps(self.input) if show_input and self.input else None)
 
     async def start_new(self, name: str, instance_id: str | None = None, client_input: Any = None) -> str:
         json.dumps(client_input)
@@ -130,9 +132,31 @@ def test_managing_connections_needs_the_admin_role(app_env, stand_ins, unique):
             "usable_by": ["admin", "contributor"]} in listed
 
 
-def test_a_run_status_is_404_until_the_run_exists(app_env):
-    response = call("get_run", "GET", "/api/exports/x/runs/nope", {"name": "x", "run_id": "nope"})
+def test_a_run_status_is_404_for_a_run_that_was_never_started(app_env):
+    response = call("get_run", "GET", "/api/exports/x/runs/nope", {"name": "x", "run_id": "nope"},
+                    client=DurableClient())
     assert response.status_code == 404
+
+
+def test_a_run_polled_before_its_plan_is_written_is_starting_not_unknown(defined):
+    """The status URL is handed out at once; the plan's first part takes a second or more."""
+    client = DurableClient()
+    started = call("start_run", "POST", f"/api/exports/{defined['name']}/runs", {"name": defined["name"]},
+                   client=client)
+    run_id, request = json.loads(started.get_body())["run_id"], client.started[0][2]
+    polled = DurableClient(running=True, input=request)
+    response = call("get_run", "GET", f"/api/exports/{defined['name']}/runs/{run_id}",
+                    {"name": defined["name"], "run_id": run_id}, client=polled)
+    assert response.status_code == 200
+    assert json.loads(response.get_body()) == {
+        "run_id": run_id, "export": defined["name"], "status": "starting", "requested_at": request["requested_at"],
+        "chunks": 0, "input_rows": 0, "rows_done": 0, "delivered": 0, "rejected": 0, "skipped": 0}
+    # Another run of the export, or one that ended without a plan, stays unknown.
+    other = call("get_run", "GET", f"/api/exports/{defined['name']}/runs/other",
+                 {"name": defined["name"], "run_id": "other"}, client=polled)
+    ended = call("get_run", "GET", f"/api/exports/{defined['name']}/runs/{run_id}",
+                 {"name": defined["name"], "run_id": run_id}, client=DurableClient(running=False, input=request))
+    assert other.status_code == ended.status_code == 404
 
 
 def test_the_schedule_starts_one_run_per_enabled_export(defined, unique):

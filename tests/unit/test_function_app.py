@@ -55,8 +55,8 @@ def test_the_timer_takes_its_schedule_from_the_export_schedule_app_setting(bindi
     assert timer.get("runOnStartup") is not True  # a cold start or scale-out must never start runs
 
 
-def test_the_timer_and_the_run_route_get_a_durable_client_to_start_orchestrations(bindings):
-    for name in ("scheduled_exports", "start_run"):
+def test_the_timer_and_the_run_routes_get_a_durable_client_to_start_and_look_up_orchestrations(bindings):
+    for name in ("scheduled_exports", "start_run", "get_run"):
         assert {"type": "durableClient", "direction": "IN", "name": "client"} in bindings[name]
 
 
