@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from shared.config import DestinationSpec, Setting
 from shared.http import FatalError, Response, StaticKey, json_body, vendor_message
@@ -102,6 +102,9 @@ class Omnisend(Destination):
             if wanted <= found.keys() or not following:
                 break
             url = urljoin(base + "/", following)
+            if urlsplit(url)[:2] != urlsplit(base)[:2]:  # the API key goes only to the API's own host
+                raise FatalError("Omnisend's batch list pointed its next page at another host "
+                                 f"({urlsplit(url).netloc})")
         outcomes: list[dict[int, str] | None] = []
         for batch in pending:
             state = found.get(batch.ticket)

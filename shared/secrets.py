@@ -122,7 +122,15 @@ def _parse(name: str, value: str) -> Credentials:
         parsed = None
     if not isinstance(parsed, Mapping):
         raise SecretError(f"secret {name!r} is not a JSON object of credentials (see the README's secrets format)")
-    return Credentials(parsed)
+    # A value pasted with its line end is the usual accident: surrounding blanks are no part
+    # of any key or token. A control character left inside would be refused by HTTP with
+    # an error quoting the whole header, credential and all; it is refused here, by name.
+    cleaned = {field: value.strip() if isinstance(value, str) else value for field, value in parsed.items()}
+    for field, value in cleaned.items():
+        if isinstance(value, str) and any(ord(character) < 32 or ord(character) == 127 for character in value):
+            raise SecretError(f"secret {name!r}: field {field!r} holds a control character (a line break or a tab "
+                              "inside the value?); store it without one")
+    return Credentials(cleaned)
 
 
 def _first_line(error: Exception) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["AppSettings", "DEVELOPMENT_STORAGE"]
 
@@ -26,7 +26,7 @@ _TRUE = {"1", "true", "yes", "on"}
 
 @dataclass(frozen=True)
 class AppSettings:
-    storage_connection_string: str | None
+    storage_connection_string: str | None = field(repr=False)  # may hold an account key: never printed
     blob_service_uri: str | None
     managed_identity_client_id: str | None
     key_vault_url: str | None

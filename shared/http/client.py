@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json as _json
 import math
 import random
@@ -88,11 +90,17 @@ class HttpClient:
         a 401 that a refresh did not cure, FatalError on any other refusal.
         """
         body, content_type = _encode(json, data)
+        form = data if isinstance(data, dict) else {}
         base_headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
         if content_type:
             base_headers.setdefault("Content-Type", content_type)
         deadline = self.clock() + self.policy.budget
         refreshed = fresh = False
+
+        def said(response: Response) -> str:
+            """The vendor's message, without the credentials this request sent, should it quote them."""
+            return redacted(self.describe(response), sent_headers, form)
+
         attempt = 0
         while True:
             attempt += 1
@@ -104,6 +112,10 @@ class HttpClient:
             use_fresh, fresh = fresh, False
             try:
                 response = self.transport.send(method, url, sent_headers, body, self.timeout, fresh=use_fresh)
+            except (ValueError, UnicodeError):  # http.client refused a header: its message quotes the value
+                raise FatalError(f"{self.vendor}: the request could not be sent: a header holds a character "
+                                 "HTTP does not allow (a credential with a line break or a non-Latin-1 "
+                                 "character?)") from None
             except StaleConnection:  # (a new connection never is) again at once, on a new one: not a retry
                 fresh, attempt = True, attempt - 1
                 continue
@@ -120,7 +132,7 @@ class HttpClient:
                     refreshed = True
                     self.stats.retries += 1
                     continue
-                raise AuthError(f"{self.vendor} refused the credentials (401): {self.describe(response)}")
+                raise AuthError(f"{self.vendor} refused the credentials (401): {said(response)}")
             if status == 429 or status >= 500:
                 wait = announced_wait(response)
                 if status == 429:
@@ -129,10 +141,10 @@ class HttpClient:
                         self.pacer.hold(wait)
                 else:
                     self.stats.server_errors += 1
-                problem = f"{self.vendor} answered {status}: {self.describe(response)}"
+                problem = f"{self.vendor} answered {status}: {said(response)}"
                 self._back_off(attempt, deadline, wait, problem)
                 continue
-            raise FatalError(f"{self.vendor} refused the request ({status}): {self.describe(response)}")
+            raise FatalError(f"{self.vendor} refused the request ({status}): {said(response)}")
 
     def unpaced(self) -> HttpClient:
         """This client without the rate limit's pacer (its retries, transport and counts kept):
@@ -163,6 +175,29 @@ class HttpClient:
 
 
 USER_AGENT = "segment-export/1 (+Azure Functions)"
+
+
+def redacted(message: str, headers: dict[str, str], form: dict[str, str]) -> str:
+    """`message` with every credential a request carried replaced by "[redacted]": the
+    Authorization header's value, its token and, for Basic, the decoded user and password;
+    and the values of a form but its grant type (a token grant's client secret and
+    refresh token). A vendor
+    that echoes what it refused would otherwise put them in reports and logs."""
+    secrets = {value for name, value in form.items() if name != "grant_type"}  # its value names the grant
+    for name, value in headers.items():
+        if name.lower() == "authorization":
+            scheme, _, token = value.partition(" ")
+            secrets.update((value, token))
+            if scheme.lower() == "basic":
+                try:
+                    secrets.update(base64.b64decode(token, validate=True).decode("utf-8").split(":", 1))
+                except (binascii.Error, UnicodeDecodeError):
+                    pass
+    # Longest first, so that a token inside a whole header value goes with it; short values
+    # (a grant type, Campaign Monitor's "x" password) are no secret and would garble the text.
+    for secret in sorted((s for s in secrets if len(s) >= 8), key=len, reverse=True):
+        message = message.replace(secret, "[redacted]")
+    return message
 
 
 def _encode(json_value: Any, data: bytes | dict[str, str] | None) -> tuple[bytes | None, str | None]:

@@ -1,11 +1,14 @@
 """Omnisend: contacts tagged through asynchronous batches, consent respected, per-item errors read back."""
 
+import http.client
 import json
 
 import pytest
 
-from destinations import AuthError, RowRejected
+from destinations import AuthError, FatalError, RowRejected
+from destinations.base import Pending
 from destinations.omnisend import Omnisend
+from shared.http.transport import Response
 from tests.support import send_rows
 
 HEADER = ["Email", "First", "Country", "Consent", "Tier"]
@@ -72,3 +75,22 @@ def test_a_wrong_api_key_is_an_auth_error(build):
     with pytest.raises(AuthError) as caught:
         send_rows(omnisend, [("a@example.com", ["a@example.com", "", "", "", ""])])
     assert "nope-key" not in str(caught.value)
+
+
+@pytest.mark.parametrize("following", ["https://collector.example.net/api/batches?offset=250",
+                                       "//collector.example.net/api/batches?offset=250",
+                                       "http://" + "127.0.0.1:1/api/batches?offset=250"])
+def test_a_next_page_on_another_host_is_not_followed_with_the_api_key(omnisend, stand_ins, following):
+    """The batch list's `paging.next` is the vendor's text: followed to another host, the
+    request would carry the API key there."""
+    asked = []
+
+    def answer(method, url, **kwargs):
+        asked.append(url)
+        body = json.dumps({"batches": [], "paging": {"next": following}}).encode()
+        return Response(200, "OK", http.client.HTTPMessage(), body)
+
+    omnisend._call = answer
+    with pytest.raises(FatalError, match="another host"):
+        omnisend.settle([Pending("b-1", ["a@example.com"])])
+    assert asked == [f"{omnisend.settings['api_base']}/batches?endpoint=contacts&limit=250&offset=0"]

@@ -75,7 +75,7 @@ def defined(app_env, stand_ins, unique):
     return export
 
 
-def test_starting_a_run_answers_202_with_run_id_and_status_links(defined):
+def test_starting_a_run_answers_202_with_run_id_and_status_links(defined, stand_ins):
     client = DurableClient()
     response = call("start_run", "POST", f"/api/exports/{defined['name']}/runs", {"name": defined["name"]},
                     client=client)
@@ -86,7 +86,10 @@ def test_starting_a_run_answers_202_with_run_id_and_status_links(defined):
     name, instance, run_input = client.started[0]
     assert (name, instance) == ("export_run", f"export-{defined['name']}")
     assert run_input["export"]["name"] == defined["name"] and run_input["trigger"] == "http"
-    assert "api_key" not in json.dumps(run_input)  # the run input names the secret, never holds it
+    # The run input names the secret, never holds it (the orchestration's history keeps it).
+    assert run_input["connection"]["secret_name"] == "sandbox-braze"
+    values = [value for credentials in stand_ins.credentials.values() for value in credentials.values()]
+    assert sum(value in json.dumps(run_input) for value in values) == 0  # a count: a failure prints no value
 
 
 def test_an_unknown_export_is_404_and_a_running_one_is_409(defined):

@@ -18,6 +18,7 @@ import pytest
 
 from runner import local_workers, run_export
 from runner.demo import exports_for
+from shared.settings import AppSettings
 from shared.state import compression_of, decompressed
 from tests.support import upload_segment
 
@@ -27,7 +28,9 @@ def test_no_secret_appears_in_logs_reports_orchestration_data_files_or_output(
         app_env, stand_ins, storage, unique, caplog, capfd, monkeypatch, workers):
     secrets = json.loads(app_env.read_text())
     secrets["sandbox-omnisend"]["api_key"] = "omnisend-wrong-key-4711"  # this export fails with a 401
-    app_env.write_text(json.dumps(secrets))
+    # A key pasted with its line end: read without it (sent with it, HTTP's refusal would quote it).
+    pasted = {"api_key": secrets["sandbox-braze"]["api_key"] + "\n"}
+    app_env.write_text(json.dumps({**secrets, "sandbox-braze": pasted}))
     caplog.set_level(logging.DEBUG)
     rows = "".join(f"C{i},p{i}@example.com,A,B,PT,Porto,4000,yes\n" for i in range(300))
     header = "CustomerId,Email,FirstName,LastName,Country,City,PostalCode,EmailConsent\n"
@@ -76,5 +79,11 @@ def test_no_secret_appears_in_logs_reports_orchestration_data_files_or_output(
     values |= {token: "snapchat access token" for token in stand_ins.snapchat.tokens}
     cm_key = secrets["sandbox-campaign-monitor"]["api_key"]
     values[base64.b64encode(f"{cm_key}:x".encode()).decode()] = "campaign monitor basic auth header"
-    leaked = sorted(label for value, label in values.items() if value in haystack)
+    storage_settings = AppSettings.from_env().storage_connection_string.split(";")
+    account_key = dict(part.split("=", 1) for part in storage_settings if "=" in part)
+    values[account_key["AccountKey"]] = "storage account key"
+    # As written (logs, printed text) and as JSON writes it (orchestration data, reports):
+    # a value holding a character JSON escapes would otherwise hide in the second.
+    forms = {form: label for value, label in values.items() for form in (value, json.dumps(value)[1:-1])}
+    leaked = sorted({label for form, label in forms.items() if form in haystack})
     assert leaked == []

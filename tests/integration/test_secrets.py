@@ -16,7 +16,9 @@ BRAZE = {"api_key": "kv-braze-key-0001"}
 @pytest.fixture(scope="module")
 def vault():
     with KeyVaultStandIn(secrets={"braze-prod": json.dumps(BRAZE), "not-json": "plain text",
-                                  "partial": json.dumps({"client_id": "x"})}) as running:
+                                  "partial": json.dumps({"client_id": "x"}),
+                                  "pasted": json.dumps({"api_key": " kv-pasted-key-0002\r\n"}),
+                                  "broken": json.dumps({"api_key": "kv-broken\n-key-0003"})}) as running:
         yield running
 
 
@@ -93,3 +95,14 @@ def test_no_configured_source_is_an_error_naming_both_settings():
 def test_credentials_never_show_their_values_in_repr(store):
     credentials = store.get("braze-prod")
     assert "kv-braze-key" not in repr(credentials) and "kv-braze-key" not in str(credentials)
+
+
+def test_a_value_pasted_with_its_line_end_is_read_without_it(store):
+    assert store.get("pasted") == {"api_key": "kv-pasted-key-0002"}
+
+
+def test_a_control_character_inside_a_value_is_refused_by_field_name_not_value(store):
+    """Sent, it would be refused by HTTP with an error quoting the whole header, key and all."""
+    with pytest.raises(SecretError, match="secret 'broken': field 'api_key' holds a control character") as caught:
+        store.get("broken")
+    assert "kv-broken" not in str(caught.value) and "-key-0003" not in str(caught.value)

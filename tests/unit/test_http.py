@@ -118,6 +118,40 @@ def test_a_401_with_a_static_key_fails_at_once_without_echoing_the_key(server, c
     assert "sk-123456" not in str(caught.value) and len(server.log) == 1
 
 
+@pytest.mark.parametrize("auth_header, secret", [
+    ("Bearer sk-live-0123456789", "sk-live-0123456789"),
+    ("Omnisend-API-Key ok-live-0123456789", "ok-live-0123456789"),
+    ("Basic Y20tYXBpLWtleS0wMTIzNDU2Nzg5Ong=", "cm-api-key-0123456789"),  # "cm-api-key-0123456789:x"
+])
+def test_a_vendor_that_echoes_the_credential_it_refused_does_not_put_it_in_the_error(server, client, auth_header,
+                                                                                     secret):
+    server.queue.append(Answer(401, {"message": f"invalid key {secret} for this account ({auth_header})"}))
+    with pytest.raises(AuthError) as refused:
+        client.request("POST", f"{server.url}/batch", auth=StaticKey({"Authorization": auth_header}), json={})
+    server.queue.extend([Answer(400, {"message": f"bad request with {secret}"})])
+    with pytest.raises(FatalError) as failed:
+        client.request("POST", f"{server.url}/batch", auth=StaticKey({"Authorization": auth_header}), json={})
+    for error in (refused.value, failed.value):
+        assert secret not in str(error) and "[redacted]" in str(error)
+
+
+def test_a_token_grant_echoed_back_keeps_its_form_values_out_of_the_error(server, client):
+    form = {"grant_type": "refresh_token", "client_secret": "cs-0123456789", "refresh_token": "rt-0123456789"}
+    server.queue.append(Answer(400, {"message": "bad grant: client_secret=cs-0123456789 refresh_token=rt-0123456789"}))
+    with pytest.raises(FatalError) as failed:
+        client.request("POST", f"{server.url}/batch", data=form)
+    assert "cs-0123456789" not in str(failed.value) and "rt-0123456789" not in str(failed.value)
+    assert "refresh_token=[redacted]" in str(failed.value)  # the grant type, no secret, stays readable
+
+
+def test_a_credential_http_cannot_carry_fails_without_quoting_it(server, client):
+    with pytest.raises(FatalError) as failed:
+        client.request("POST", f"{server.url}/batch", auth=StaticKey({"Authorization": "Bearer sk-0123456789\n"}),
+                       json={})
+    assert "sk-0123456789" not in str(failed.value) and "line break" in str(failed.value)
+    assert failed.value.__cause__ is None and failed.value.__suppress_context__
+
+
 def test_a_dropped_connection_is_retried(server, client, monkeypatch):
     from sandbox.server import Faults
 
