@@ -21,11 +21,18 @@ from .base import JSON_STRING, Destination, Rows, Template, json_column
 
 # Fields that identify a Braze user: an attribute mapping must not overwrite them.
 _RESERVED = {"external_id", "braze_id", "user_alias", "email", "_update_existing_only"}
+# Fields holding what the person agreed to: an export never sets them (Braze takes no
+# consent column here; a column mapped onto them would opt people in, or override an
+# unsubscribe, without a consent record).
+_SUBSCRIPTIONS = {"email_subscribe", "push_subscribe", "subscription_groups", "email_open_tracking_disabled",
+                  "email_click_tracking_disabled"}
 
 
 def _attribute_problem(name: str) -> str | None:
     if name in _RESERVED:
         return f"'{name}' is set by the export itself, not by an attribute mapping"
+    if name.lower() in _SUBSCRIPTIONS:
+        return f"'{name}' is a subscription state: an export never changes what a person agreed to"
     if name.startswith("$") or not name.strip() or len(name) > 255:
         return "must be a Braze attribute name: 1-255 characters, not starting with $"
     return None
@@ -85,9 +92,12 @@ class Braze(Destination):
 
     def send(self, keys: Sequence[str], items: bytes) -> dict[int, str]:
         body = b'{"attributes":' + items + b"}"
+        def every_item_refused(answer: Response) -> bool:
+            return _every_item_refused(answer, len(keys))
+
         response = self.http.request("POST", f"{self.settings['rest_endpoint']}/users/track",
                                      auth=StaticKey({"Authorization": f"Bearer {self.credentials['api_key']}"}),
-                                     data=body, headers=JSON, accept=_every_item_refused)
+                                     data=body, headers=JSON, accept=every_item_refused)
         answer = json_body(response, "Braze")
         refused = {}
         for error in answer.get("errors") or []:
@@ -104,12 +114,16 @@ class Braze(Destination):
 JSON = {"Content-Type": "application/json"}
 
 
-def _every_item_refused(response: Response) -> bool:
-    """A 400 that lists a per-index error for users is per-user refusals, not a bad request."""
+def _every_item_refused(response: Response, count: int) -> bool:
+    """A 400 listing a per-index error for each of the batch's `count` users is per-user
+    refusals (Braze answers 400 when none was valid); any other 400 is a bad request,
+    which fails the destination rather than count unlisted users as delivered."""
     if response.status_code != 400:
         return False
     try:
         errors = response.json().get("errors")
     except (ValueError, AttributeError):
         return False
-    return bool(errors) and all(isinstance(e, dict) and isinstance(e.get("index"), int) for e in errors)
+    if not errors or not all(isinstance(e, dict) and isinstance(e.get("index"), int) for e in errors):
+        return False
+    return {e["index"] for e in errors if e.get("input_array", "attributes") == "attributes"} == set(range(count))

@@ -20,7 +20,6 @@ from shared.profiles import consents, normalise_email
 from .base import JSON_STRING, Destination, Rows, Template, json_column, too_long
 
 MAX_FIELD_CHARS = 250  # Campaign Monitor's limit for a custom field value
-CONSENT = ("Yes", "No", "Unchanged")
 
 SPEC = DestinationSpec(
     type="campaign_monitor",
@@ -37,8 +36,9 @@ SPEC = DestinationSpec(
         Setting("list_id", "Campaign Monitor list id the subscribers are imported into", required=True),
         Setting("resubscribe", "re-add people who unsubscribed, were deleted or bounced (default: never)",
                 kind=bool, default=False),
+        # Not "Yes": consent to track is given per person, in a consent column.
         Setting("consent_to_track", "ConsentToTrack sent when no consent column is mapped", default="Unchanged",
-                choices=CONSENT),
+                choices=("Unchanged", "No")),
     ),
     accepts_consent=True,
     batch_size=1000,
@@ -65,7 +65,11 @@ class CampaignMonitor(Destination):
         if consent_column is None:
             consent = [JSON_STRING(self.target["consent_to_track"])] * len(rows)
         else:
-            consent = ['"Yes"' if given else '"No"' for given in consents(rows.values(consent_column))]
+            # Yes only for an explicit yes; a blank cell says nothing, so what the person told
+            # Campaign Monitor before stays (Unchanged); anything else is a no.
+            values = rows.values(consent_column)
+            consent = ['"Yes"' if given else '"No"' if value.strip() else '"Unchanged"'
+                       for given, value in zip(consents(values), values, strict=True)]
         refused = too_long({name: rows.trimmed(index) for name, index in custom.items()}, MAX_FIELD_CHARS,
                            f"custom field {{name}} longer than {MAX_FIELD_CHARS} characters")
         fields = {name: rows.json(index) for name, index in custom.items()}

@@ -83,6 +83,12 @@ class Snapchat(Destination):
         if not isinstance(answer, dict) or answer.get("request_status") != "SUCCESS":
             message = answer.get("debug_message") if isinstance(answer, dict) else None
             raise FatalError(f"Snapchat did not accept the batch: {message or 'no SUCCESS status'}")
+        # The request's status can be SUCCESS with its one sub-request (the batch) failed.
+        for sub in answer.get("users") or []:
+            if isinstance(sub, dict) and sub.get("sub_request_status", "SUCCESS") != "SUCCESS":
+                reason = sub.get("sub_request_error_reason") or "no reason given"
+                raise FatalError("Snapchat did not accept the batch: its sub-request status is "
+                                 f"{sub.get('sub_request_status')}: {reason}")
         return {}
 
     @classmethod

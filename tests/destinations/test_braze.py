@@ -1,11 +1,14 @@
 """Braze: users upserted by external_id with email, attributes and the membership attribute."""
 
+import http.client
 import json
 
 import pytest
 
 from destinations import AuthError, RowRejected
-from destinations.braze import Braze
+from destinations.braze import Braze, _every_item_refused
+from shared.config import DefinitionError
+from shared.http.transport import Response
 from tests.support import send_rows
 
 HEADER = ["CustomerId", "Email", "FirstName", "Tier"]
@@ -55,3 +58,21 @@ def test_a_wrong_api_key_is_an_auth_error_without_the_key(build):
         send_rows(braze, [("C1", ["C1", "a@example.com", "", ""])])
     assert "Braze refused the credentials (401)" in str(caught.value)
     assert "wrong-key-1234" not in str(caught.value)
+
+
+@pytest.mark.parametrize("field", ["email_subscribe", "push_subscribe", "subscription_groups"])
+def test_no_attribute_mapping_can_set_what_a_person_agreed_to(build, field):
+    """Braze takes no consent column here: a mapped subscription state would opt people in
+    (or undo an unsubscribe) on the strength of a segment column alone."""
+    with pytest.raises(DefinitionError, match=f"matching.attributes.{field}: .* subscription state"):
+        build("braze", {"segment_id": "vip"}, {**MATCHING, "attributes": {field: "Tier"}}, HEADER)
+
+
+def test_a_400_that_does_not_refuse_every_user_by_index_fails_instead_of_counting_the_rest_delivered(braze):
+    def answer(status: int, errors: list) -> Response:
+        return Response(status, "", http.client.HTTPMessage(), json.dumps({"message": "x", "errors": errors}).encode())
+
+    every = [{"type": "Invalid email address", "input_array": "attributes", "index": i} for i in range(2)]
+    assert _every_item_refused(answer(400, every), 2)
+    assert not _every_item_refused(answer(400, every[:1]), 2)  # one user unlisted: a bad request, not delivered
+    assert not _every_item_refused(answer(400, []), 2) and not _every_item_refused(answer(201, every), 2)

@@ -6,6 +6,7 @@ import pytest
 
 from destinations import AuthError, FatalError, RowRejected
 from sandbox.bundle import LIST_ID
+from shared.config import DefinitionError
 from tests.support import send_rows
 
 HEADER = ["Email", "Name", "Tier", "Consent"]
@@ -26,7 +27,14 @@ def test_a_subscriber_has_name_custom_fields_and_consent_unchanged_by_default(ca
 def test_a_consent_column_sets_consent_to_track_per_row(build):
     cm = build("campaign_monitor", {"list_id": LIST_ID}, {**MATCHING, "consent": "Consent"}, HEADER)
     assert json.loads(cm.item("a@example.com", ["a@example.com", "", "", "yes"]))["ConsentToTrack"] == "Yes"
-    assert json.loads(cm.item("b@example.com", ["b@example.com", "", "", ""]))["ConsentToTrack"] == "No"
+    assert json.loads(cm.item("b@example.com", ["b@example.com", "", "", "no"]))["ConsentToTrack"] == "No"
+    # A blank cell says nothing: what the person told Campaign Monitor before is kept.
+    assert json.loads(cm.item("c@example.com", ["c@example.com", "", "", " "]))["ConsentToTrack"] == "Unchanged"
+
+
+def test_consent_to_track_cannot_be_given_for_everyone_by_a_setting(build):
+    with pytest.raises(DefinitionError, match="target.consent_to_track"):
+        build("campaign_monitor", {"list_id": LIST_ID, "consent_to_track": "Yes"}, MATCHING, HEADER)
 
 
 def test_a_custom_field_over_250_characters_is_refused_before_sending(campaign_monitor):
