@@ -10,6 +10,7 @@ Credentials: an API key (HTTP Basic), or OAuth access + refresh tokens.
 from __future__ import annotations
 
 import base64
+import json as _json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,13 +35,14 @@ SPEC = DestinationSpec(
     ),
     target=(
         Setting("list_id", "Campaign Monitor list id the subscribers are imported into", required=True),
-        Setting("resubscribe", "re-add people who unsubscribed, were deleted or bounced (default: never)",
-                kind=bool, default=False),
+        Setting("resubscribe", "re-add people who unsubscribed, were deleted or bounced, where the consent column "
+                "says yes (default: never)", kind=bool, default=False),
         # Not "Yes": consent to track is given per person, in a consent column.
         Setting("consent_to_track", "ConsentToTrack sent when no consent column is mapped", default="Unchanged",
                 choices=("Unchanged", "No")),
     ),
     accepts_consent=True,
+    need_consent=("resubscribe",),
     batch_size=1000,
     max_batch_size=1000,
     requests_per_second=10.0,  # not published for subscriber endpoints: an assumption, see README
@@ -85,9 +87,24 @@ class CampaignMonitor(Destination):
         return template.text("}")
 
     def send(self, keys: Sequence[str], items: bytes) -> dict[int, str]:
+        if not self.target["resubscribe"]:
+            return self._import(keys, items, resubscribe=False)
+        # Resubscribe is a whole import's flag: only the people whose consent cell said yes
+        # (ConsentToTrack "Yes") go in an import that re-adds; the others in one that does not.
+        subscribers = _json.loads(items)
+        refused = {}
+        for resubscribe in (True, False):
+            chosen = [at for at, subscriber in enumerate(subscribers)
+                      if (subscriber.get("ConsentToTrack") == "Yes") is resubscribe]
+            if chosen:
+                part = _json.dumps([subscribers[at] for at in chosen], separators=(",", ":")).encode()
+                outcome = self._import([keys[at] for at in chosen], part, resubscribe=resubscribe)
+                refused.update({chosen[at]: reason for at, reason in outcome.items()})
+        return refused
+
+    def _import(self, keys: Sequence[str], items: bytes, *, resubscribe: bool) -> dict[int, str]:
         url = f"{self.settings['api_base']}/subscribers/{self.target['list_id']}/import.json"
-        resubscribe = "true" if self.target["resubscribe"] else "false"
-        tail = (f',"Resubscribe":{resubscribe},"QueueSubscriptionBasedAutoresponders":false,'
+        tail = (f',"Resubscribe":{"true" if resubscribe else "false"},"QueueSubscriptionBasedAutoresponders":false,'
                 '"RestartSubscriptionBasedAutoresponders":false}').encode()
         response = self.http.request("POST", url, auth=self._auth(), data=b'{"Subscribers":' + items + tail,
                                      headers={"Content-Type": "application/json"}, accept=_partial_import)

@@ -160,6 +160,9 @@ class DestinationSpec:
     requires_customer_id: bool = False
     accepts_attributes: bool = True
     accepts_consent: bool = False
+    # Target settings that, when true, act only on people whose consent cell says yes, and
+    # so need a consent column (Campaign Monitor's `resubscribe`).
+    need_consent: tuple[str, ...] = ()
     check_attribute: Callable[[str], str | None] | None = None
     # Limits: the defaults of every connection's generic settings (see `limit_settings`).
     batch_size: int = 100
@@ -393,6 +396,9 @@ def parse_export(document: Any, connections: Mapping[str, Connection], specs: Ma
 
     target = check.settings(document, "target", spec.target, False) if spec else {}
     matching = _parse_matching(check, document, spec)
+    for setting in spec.need_consent if spec else ():
+        if target.get(setting) is True and not (matching and matching.consent):
+            check.add(f"target.{setting}", "acts only on people whose consent column says yes: map matching.consent")
 
     mode = document.get("mode", "upsert")
     if mode == "mirror":

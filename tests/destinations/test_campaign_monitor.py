@@ -62,9 +62,33 @@ def test_people_who_unsubscribed_stay_unsubscribed_unless_the_export_says_resubs
     refused = send_rows(cm, [("left@example.com", ["left@example.com", "", "", ""])])
     assert refused == {0: "Campaign Monitor: Is Unsubscribed (code 206)"}
     assert "left@example.com" not in stand_ins.campaign_monitor.active(LIST_ID)
-    opted_back = build("campaign_monitor", {"list_id": LIST_ID, "resubscribe": True}, MATCHING, HEADER)
-    assert send_rows(opted_back, [("left@example.com", ["left@example.com", "", "", ""])]) == {}
+    opted_back = build("campaign_monitor", {"list_id": LIST_ID, "resubscribe": True},
+                       {**MATCHING, "consent": "Consent"}, HEADER)
+    assert send_rows(opted_back, [("left@example.com", ["left@example.com", "", "", "yes"])]) == {}
     assert "left@example.com" in stand_ins.campaign_monitor.active(LIST_ID)
+
+
+def test_resubscribing_re_adds_only_people_whose_consent_cell_says_yes(build, stand_ins):
+    """Resubscribe is a flag of a whole import: one batch goes as two, by consent."""
+    for email in ("yes@example.com", "no@example.com", "blank@example.com"):
+        stand_ins.campaign_monitor.lists[LIST_ID][email] = {
+            "Name": "", "ConsentToTrack": "Unchanged", "CustomFields": {}, "State": "Unsubscribed"}
+    cm = build("campaign_monitor", {"list_id": LIST_ID, "resubscribe": True}, {**MATCHING, "consent": "Consent"},
+               HEADER)
+    rows = [(email, [email, "", "", consent]) for email, consent in
+            (("no@example.com", "no"), ("yes@example.com", "yes"), ("blank@example.com", ""),
+             ("new@example.com", "no"))]
+    assert send_rows(cm, rows) == {0: "Campaign Monitor: Is Unsubscribed (code 206)",
+                                   2: "Campaign Monitor: Is Unsubscribed (code 206)"}
+    assert stand_ins.campaign_monitor.active(LIST_ID) >= {"yes@example.com", "new@example.com"}
+    assert not stand_ins.campaign_monitor.active(LIST_ID) & {"no@example.com", "blank@example.com"}
+    imports = stand_ins.campaign_monitor.requests("POST", r".*/import\.json")
+    assert len(imports) == 2
+
+
+def test_resubscribe_without_a_consent_column_is_refused_by_validation(build):
+    with pytest.raises(DefinitionError, match="target.resubscribe: acts only on people whose consent column says yes"):
+        build("campaign_monitor", {"list_id": LIST_ID, "resubscribe": True}, MATCHING, HEADER)
 
 
 def test_an_unknown_list_fails_the_batch_with_the_vendor_message(build):
