@@ -72,6 +72,24 @@ def test_bytes_that_are_not_utf8(app_env, stand_ins, storage, unique):
     assert report["destination"]["delivered"] == 2
 
 
+def test_a_lone_carriage_return_ends_a_row_and_no_row_after_it_is_lost(app_env, stand_ins, storage, unique,
+                                                                        monkeypatch):
+    """csv ends a row at a lone CR; a chunk boundary that counted only LFs fell a row late,
+    here at the file's end, and the last row was never read, counted or sent."""
+    monkeypatch.setenv("CHUNK_ROWS", "3")
+    connection = connection_of(stand_ins, "campaign_monitor")
+    connection["settings"]["batch_size"] = 1
+    emails = [f"{name}-{unique}@example.com" for name in "abc"]
+    text = f"Email,Notes\n{emails[0]},x\ry\n{emails[1]},w\n{emails[2]},z\n"
+    path = upload_segment(storage, f"{unique}/cr.csv", text)
+    report = run("campaign_monitor", unique, path, stand_ins, connection=connection,
+                 matching={"email": "Email", "attributes": {"Notes": "Notes"}})
+    destination = report["destination"]
+    assert destination["input_rows"] == 4  # "a,x", "y", b and c
+    assert destination["reasons"]["rejected"] == {"row has 1 fields, the header has 2": 1}
+    assert stand_ins.campaign_monitor.active(LIST_ID) >= set(emails)
+
+
 def test_rows_with_too_many_or_too_few_fields(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/fields.csv", GOOD + "C3,cy@example.com\nC4,d@example.com,z,extra\n")
     report = run("omnisend", unique, path, stand_ins)

@@ -59,3 +59,27 @@ def test_rows_are_those_csv_reads_whatever_their_shapes_and_the_block_cuts(monke
                     assert block.rows.column(index) == [row[index] for row in rows], repr(text)
         compared += 1
     assert compared > 1000
+
+
+def test_a_chunk_boundary_falls_just_past_the_rows_before_it_whatever_the_line_ends(monkeypatch):
+    """`offset_after(block, n)` is where a chunk of the block's first n rows ends: the bytes
+    before it are exactly those rows as csv reads them (a lone CR ends a row for csv too;
+    counting only LFs put a boundary rows later, and the rows between were never read)."""
+    rng = random.Random(20261125)
+    compared = 0
+    for _ in range(600):
+        text = _segment_text(rng)
+        try:
+            list(csv.reader(io.StringIO(text, newline=""), strict=True))
+        except csv.Error:
+            continue
+        monkeypatch.setattr(parsing, "BLOCK_BYTES", rng.choice([16, 64, 512, 1 << 20]))
+        data = text.encode("utf-8")
+        for block in parsing.cut_blocks("a.csv", iter([data]), 0, 1):
+            for count in range(1, len(block.rows) + 1):
+                end = parsing.offset_after(block, count)
+                before = data[block.start:end].decode("utf-8")
+                rows = [row for row in csv.reader(io.StringIO(before, newline=""), strict=True) if row]
+                assert rows == [block.rows[at] for at in range(count)], (repr(text), block.start, count)
+                compared += 1
+    assert compared > 1000
