@@ -204,12 +204,18 @@ class BackgroundWrites:
         return self
 
     def __exit__(self, error_type: Any, *_: Any) -> None:
+        # Every write submitted is done, also when the caller failed: a plan part that fails
+        # keeps the chunks it closed before (they may be sending already), and their files
+        # must exist; cancelled, a kept chunk had no items and no rejected rows to list.
         try:
-            if error_type is None:  # else the caller's error is the one to report
-                while self._futures:
-                    self._futures.popleft().result()
+            while self._futures:
+                future = self._futures.popleft()
+                if error_type is None:
+                    future.result()
+                else:
+                    future.exception()  # waited for; the caller's error is the one to report
         finally:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor.shutdown(wait=True)
 
 
 class BlobWriter:

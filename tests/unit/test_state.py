@@ -36,6 +36,16 @@ def test_a_failed_write_is_raised_by_the_next_submit_and_later_writes_do_not_run
     assert later == []
 
 
+def test_writes_submitted_before_the_caller_failed_are_still_done():
+    """A failing plan part keeps the chunks it closed: their files must be written."""
+    done = []
+    with pytest.raises(ValueError, match="a late row is malformed"), BackgroundWrites() as writes:
+        for index in range(3):
+            writes.submit(lambda i: (time.sleep(0.05), done.append(i)), index)
+        raise ValueError("a late row is malformed")
+    assert done == [0, 1, 2]
+
+
 def test_a_caller_too_far_ahead_waits_for_the_pending_writes():
     release, pending = threading.Event(), []
     with BackgroundWrites(pending=2) as writes:
