@@ -63,14 +63,15 @@ def plan_run(request: dict[str, Any], services: Services) -> dict[str, Any]:
     """Plan the first part of the run described by `request`; returns the orchestrator's summary.
 
     A run that was planned before (resumed, or its activity re-executed) keeps its plan,
-    provided its segments have not changed since.
+    provided its segments have not changed since; one whose plan failed is not planned
+    again (its chunks' checkpoints belong to that plan): it ends with its report as it was.
 
     Never raises for a problem of the definitions or the segments: the plan is then
     `failed` with a message, recorded in `plan.json`, and the run ends with a report.
     """
     existing = services.runs.plan(request["export"]["name"], request["run_id"])
-    if existing is not None and existing["status"] == "planned":
-        return summary(_check_unchanged(existing, services))
+    if existing is not None:
+        return summary(_check_unchanged(existing, services) if existing["status"] == "planned" else existing)
     plan: dict[str, Any] = {
         "run_id": request["run_id"], "export": request["export"], "connection": request["connection"],
         "trigger": request.get("trigger", "unknown"), "requested_by": request.get("requested_by"),
@@ -130,7 +131,9 @@ def summary(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_unchanged(plan: dict[str, Any], services: Services) -> dict[str, Any]:
-    """A resumed run continues only on the very segments it planned (same ETag)."""
+    """A resumed run continues only on the very segments it planned (same ETag). Else it
+    fails, its chunks kept: those that finished are reported from their checkpoints, the
+    others as not processed, for the reason given."""
     for segment in plan["segments"]:
         try:
             etag = services.storage.segments.info(segment["path"]).etag
@@ -139,7 +142,7 @@ def _check_unchanged(plan: dict[str, Any], services: Services) -> dict[str, Any]
         else:
             reason = "it changed since the run was planned"
         if etag != segment["etag"]:
-            plan = {**plan, "status": "failed", "chunks": [], "complete": True,
+            plan = {**plan, "status": "failed", "complete": True,
                     "error": f"cannot resume run {plan['run_id']}: segment {segment['path']}: {reason}; "
                              "start a new run instead"}
             services.runs.write_plan(plan)

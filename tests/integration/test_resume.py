@@ -107,3 +107,46 @@ def test_a_chunk_keeps_its_requests_in_flight_at_once_and_no_more(app_env, stand
         records = Services.current().runs.progress(export["name"], report["run_id"], 0)
         assert [record["through"] for record in records] == list(range(10, 121, 10))  # in order, one per batch
     assert peaks == {1: 1, 3: 3}
+
+
+def _small_run(stand_ins, storage, unique, rows):
+    path = upload_segment(storage, f"{unique}/small.csv", "CustomerId,Email\n" + rows)
+    connection = connection_of(stand_ins, "braze")
+    export = {"name": f"again-{unique}", "display_name": "again", "connection": connection["name"],
+              "segments": [path], "target": {"segment_id": "again"},
+              "matching": {"email": "Email", "customer_id": "CustomerId"}}
+    return path, connection, export
+
+
+def test_resuming_after_the_segment_changed_is_refused_and_keeps_the_accounting(app_env, stand_ins, storage,
+                                                                                unique):
+    rows = "".join(f"C{i},p{i}@example.com\n" for i in range(30))
+    path, connection, export = _small_run(stand_ins, storage, unique, rows)
+    first = run_export(export, connection)
+    assert first["destination"]["delivered"] == 30
+    upload_segment(storage, path, "CustomerId,Email\n" + rows + "C99,late@example.com\n")  # replaced since
+    again = run_export(export, connection, resume=first["run_id"])
+    assert again["status"] == "failed" and "changed since the run was planned" in again["error"]
+    # What was delivered stays in the report: the plan's chunks are kept, read from their checkpoints.
+    assert again["destination"]["delivered"] == 30 and again["destination"]["input_rows"] == 30
+    assert_accounted(again)
+
+
+def test_a_run_whose_plan_failed_is_not_planned_again_on_resume(app_env, stand_ins, storage, unique, monkeypatch):
+    """Planned again under the same run id, it met the first plan's checkpoints and took them
+    for its own chunks: rows added since were reported delivered and never sent."""
+    from shared.segments import parsing
+
+    monkeypatch.setenv("CHUNK_ROWS", "75")
+    monkeypatch.setattr(parsing, "BLOCK_BYTES", 64)  # the unclosed quote is met by a later part
+    rows = "".join(f"C{i},p{i}@example.com\n" for i in range(300)) + 'C300,"unclosed@example.com\n'
+    path, connection, export = _small_run(stand_ins, storage, unique, rows)
+    first = run_export(export, connection)
+    assert first["status"] == "failed" and first["destination"]["delivered"] == 300
+    corrected = "C-new,new@example.com\n" + "".join(f"C{i},p{i}@example.com\n" for i in range(301))
+    upload_segment(storage, path, "CustomerId,Email\n" + corrected)
+    again = run_export(export, connection, resume=first["run_id"])
+    counts = ("input_rows", "delivered", "rejected", "skipped", "reasons")
+    assert again["status"] == "failed" and again["error"] == first["error"]
+    assert {key: again["destination"][key] for key in counts} == {key: first["destination"][key] for key in counts}
+    assert "C-new" not in stand_ins.braze.members("segment_again")
