@@ -2,12 +2,15 @@
 
 The report is built from the chunks' results; a chunk whose activity never returned is
 read from its checkpoint, and a chunk with neither (its activity failed for good) is
-reported as not processed, row count from the plan, so the accounting still adds up:
-for the run's destination, input rows = delivered + rejected + skipped.
+accounted by the chunk's own code sending nothing (confirmed batches delivered, the rest
+rejected "not sent" and listed), or, should that fail too, as not processed, row count
+from the plan, so the accounting still adds up: for the run's destination, input rows =
+delivered + rejected + skipped.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -20,6 +23,8 @@ from .tally import REJECTED_HEADER, Tally
 
 __all__ = ["finish_run", "progress"]
 
+log = logging.getLogger(__name__)
+
 
 def finish_run(task: dict[str, Any], services: Services) -> dict[str, Any]:
     """Write the run's report and merged rejected-rows file; returns a small summary."""
@@ -30,6 +35,8 @@ def finish_run(task: dict[str, Any], services: Services) -> dict[str, Any]:
     for index in range(len(plan["chunks"])):
         if index not in results:
             checkpoint = runs.checkpoint(export_name, run_id, index)
+            if checkpoint is None:
+                checkpoint = _accounted_unsent(export_name, run_id, index, task.get("error"), services)
             if checkpoint is not None:
                 results[index] = checkpoint
     ordered = [results.get(c["index"]) or _not_processed(c, task.get("error")) for c in plan["chunks"]]
@@ -87,6 +94,24 @@ def _destination_report(plan: dict[str, Any], results: list[dict[str, Any]], err
     if connection.get("type") and plan["status"] != "failed":
         report["warnings"] = destination_class(connection["type"]).warnings(totals["delivered"])
     return report
+
+
+def _accounted_unsent(export: str, run_id: str, index: int, error: str | None,
+                      services: Services) -> dict[str, Any] | None:
+    """A chunk without a result (its activity failed for good, or the run stopped before
+    it ran: `error`), accounted by the chunk's own code sending nothing: the batches its
+    progress records say the vendor confirmed are delivered, its plan's refusals and
+    skips are kept, and every other row is rejected "not sent", listed in its
+    rejected-rows file. None when that fails too (then `_not_processed`)."""
+    from .chunks import export_chunk
+
+    task = {"export": export, "run_id": run_id, "chunk": index,
+            "abandon": error or "its chunk activity failed on every attempt (see the host's log)"}
+    try:
+        return export_chunk(task, services)
+    except Exception:  # noqa: BLE001 - what failed the activity may fail this too: counted from the plan
+        log.warning("chunk %s of run %s could not be accounted from its items", index, run_id, exc_info=True)
+        return None
 
 
 def _not_processed(chunk: dict[str, Any], error: str | None) -> dict[str, Any]:

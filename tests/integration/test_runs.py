@@ -355,3 +355,28 @@ def test_a_plan_part_that_fails_for_good_still_sends_what_was_planned_and_fails_
     assert report["destination"]["delivered"] == 10
     assert stand_ins.campaign_monitor.active(LIST_ID) == {f"p{i}@example.com" for i in range(10)}
     assert_accounted(report)
+
+
+def test_a_chunk_whose_activity_fails_every_time_has_its_rows_rejected_and_listed(app_env, stand_ins, storage,
+                                                                                   unique, monkeypatch):
+    """Counted but not listed, its rows made the report and rejected.csv disagree."""
+    monkeypatch.setenv("CHUNK_ROWS", "20")
+    monkeypatch.setenv("LOCAL_WORKER_PROCESSES", "0")  # the failure is arranged in this process
+    real = function_app.run_chunk
+
+    def failing(task, services):
+        if task["chunk"] == 1 and not task.get("abandon"):
+            raise ConnectionError("the host lost the instance")
+        return real(task, services)
+
+    monkeypatch.setattr(function_app, "run_chunk", failing)
+    path = upload_segment(storage, f"{unique}/segment.csv", segment_text())
+    report = run_export(export_for("campaign_monitor", unique, path), small_batches(stand_ins, "campaign_monitor"))
+    assert_accounted(report)
+    destination = report["destination"]
+    not_sent = "not sent: its chunk activity failed on every attempt (see the host's log)"
+    assert destination["reasons"]["rejected"][not_sent] > 0
+    text = storage.container("export-runs").download_blob(destination["rejected_rows_file"]).readall().decode()
+    listed = list(csv.DictReader(io.StringIO(text)))
+    assert len(listed) == destination["rejected"]
+    assert sum(row["reason"] == not_sent for row in listed) == destination["reasons"]["rejected"][not_sent]
