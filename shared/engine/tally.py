@@ -64,8 +64,17 @@ class Tally:
                 "rejected_rows": self._rejected_rows.getvalue()[offset:], "requests": requests}
 
     def restore(self, records: list[dict[str, Any]]) -> int:
-        """Add earlier records back; returns the last row they cover (0 if none)."""
+        """Add earlier records back; returns the last row they cover (0 if none).
+
+        Each record goes further than the one before (`through`, its last row): one that
+        does not is the same append made twice (storage retried a write whose answer was
+        lost) and is not counted again.
+        """
+        through = 0
         for record in records:
+            if record["through"] <= through:
+                continue
+            through = record["through"]
             self.rows += record["rows"]
             self.delivered += record["delivered"]
             self.rejected.update(record["rejected"])
@@ -73,7 +82,7 @@ class Tally:
             self.requests.update(record["requests"])
             self._rejected_rows.write(record["rejected_rows"])
         self._mark = self._snapshot()
-        return records[-1]["through"] if records else 0
+        return through
 
 
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode

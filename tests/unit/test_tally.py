@@ -1,6 +1,6 @@
 """Prepared batch lines: what the plan writes is exactly what a chunk activity reads back."""
 
-from shared.engine.tally import PreparedBatch, batch_line
+from shared.engine.tally import PreparedBatch, Tally, batch_line
 
 
 def parse_batch_line(parts: list[str]):
@@ -94,3 +94,15 @@ def test_keys_left_in_the_items_need_the_destination_to_read_them():
     assert (batch.count, batch.identifiers) == (1, ["K"])  # what accounting needs reads without it
     with pytest.raises(ValueError, match="keys_of_batch"):
         list(batch.keys)
+
+
+def test_a_progress_record_appended_twice_is_counted_once():
+    """Storage may retry an append whose answer was lost: the same record, twice."""
+    records = []
+    for through in (10, 20):
+        tally = Tally("s.csv")
+        tally.rows, tally.delivered = 10, 10  # ten rows confirmed since the record before
+        records.append(tally.record(through, {"requests": 1}))
+    restored = Tally("s.csv")
+    assert restored.restore([records[0], records[0], records[1], records[1]]) == 20
+    assert (restored.rows, restored.delivered, restored.requests["requests"]) == (20, 20, 2)
