@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
@@ -144,10 +145,18 @@ def list_connections(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="connections/{name}", methods=["PUT"])
 def put_connection(req: func.HttpRequest) -> func.HttpResponse:
     """Define or replace a connection (admins); the document is validated before it is stored."""
-    refusal = may_manage_connection(Caller.from_headers(req.headers))
+    caller = Caller.from_headers(req.headers)
+    refusal = may_manage_connection(caller)
     if refusal:
         return _json(403, {"error": refusal})
-    return _put(req, lambda store, document: store.put_connection(document))
+
+    def store(definitions, document):
+        if isinstance(document.get("consent"), dict):  # who recorded the consent, as signed in, and when
+            recorded_at = datetime.now(UTC).isoformat(timespec="seconds")
+            document["consent"].update(recorded_by=caller.label, recorded_at=recorded_at)
+        definitions.put_connection(document)
+
+    return _put(req, store)
 
 
 @app.route(route="exports/{name}", methods=["PUT"])

@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -353,11 +353,14 @@ def parse_connection(document: Any, specs: Mapping[str, DestinationSpec], *, all
     consent = None
     if document.get("consent") is not None:
         section = check.section(document, "consent")
-        check.unknown_keys(section, ("accepted_by", "accepted_at"), prefix="consent.")
+        # recorded_by/recorded_at: who stored the record and when, set by the HTTP API itself.
+        check.unknown_keys(section, ("accepted_by", "accepted_at", "recorded_by", "recorded_at"), prefix="consent.")
         by = check.string(section, "accepted_by", prefix="consent.")
         at = check.string(section, "accepted_at", prefix="consent.")
         if at is not None and not _is_timestamp(at):
             check.add("consent.accepted_at", f"must be an ISO 8601 date and time, got {_shown(at)}")
+        elif at is not None and _in_the_future(at):
+            check.add("consent.accepted_at", f"is in the future ({at}): record when the notice was accepted")
         if by and at:
             consent = Consent(by, at)
     settings = check.settings(document, "settings", spec.settings + spec.limit_settings(), allow_local) if spec else {}
@@ -446,6 +449,14 @@ def _segment_path_problem(path: Any) -> str | None:
     if path.startswith("/") or "\\" in path or any(part in ("", ".", "..") for part in path.split("/")):
         return f"must be a relative path in the segments container, like 'vip/customers.csv', got {_shown(path)}"
     return None
+
+
+def _in_the_future(value: str) -> bool:
+    """Later than now by more than a clock's drift (a date without a zone is taken as UTC)."""
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment > datetime.now(UTC) + timedelta(minutes=5)
 
 
 def _is_timestamp(value: str) -> bool:

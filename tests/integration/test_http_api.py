@@ -135,6 +135,22 @@ def test_managing_connections_needs_the_admin_role(app_env, stand_ins, unique):
             "usable_by": ["admin", "contributor"]} in listed
 
 
+def test_a_consent_record_says_who_stored_it_as_signed_in_and_cannot_be_dated_in_the_future(app_env, stand_ins,
+                                                                                          unique):
+    url, params = f"/api/connections/snap-{unique}", {"name": f"snap-{unique}"}
+    consent = {"accepted_by": "dpo@contoso.com", "accepted_at": "2026-11-01T09:00:00Z",
+               "recorded_by": "someone else", "recorded_at": "2020-01-01T00:00:00Z"}
+    document = {**connection_of(stand_ins, "snapchat"), "name": f"snap-{unique}", "consent": consent}
+    stored = call("put_connection", "PUT", url, params, body=document,
+                  headers=principal("admin", name="ana@contoso.com"))
+    recorded = json.loads(stored.get_body())["consent"]
+    assert stored.status_code == 200 and recorded["accepted_by"] == "dpo@contoso.com"
+    assert recorded["recorded_by"] == "ana@contoso.com" and recorded["recorded_at"] > "2026-01-01"
+    future = {**document, "consent": {"accepted_by": "dpo@contoso.com", "accepted_at": "2999-01-01T00:00:00Z"}}
+    refused = call("put_connection", "PUT", url, params, body=future, headers=principal("admin"))
+    assert refused.status_code == 400 and "consent.accepted_at: is in the future" in refused.get_body().decode()
+
+
 def test_a_run_status_is_404_for_a_run_that_was_never_started(app_env):
     response = call("get_run", "GET", "/api/exports/x/runs/nope", {"name": "x", "run_id": "nope"},
                     client=DurableClient())
