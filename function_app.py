@@ -39,12 +39,15 @@ set_up_worker()  # memory and response headers for a process reading plans and s
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("segment_export")
 
-# A chunk activity or plan part that fails outright (host recycled, storage hiccup) is
-# tried again; a chunk's checkpoint makes the retry cheap and keeps confirmed batches
-# from being resent, a part starts again from the last plan stored.
-CHUNK_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=3)
+# An activity that fails outright (host recycled, storage hiccup) is scheduled again, up to
+# ATTEMPTS times in all; a chunk's checkpoint makes that cheap and keeps confirmed batches
+# from being resent, a plan part starts again from the last plan stored. Retried by the
+# orchestrators themselves, not with `call_activity_with_retry`: after one of the SDK's
+# retrying tasks has retried, tasks scheduled later can leave the orchestration waiting
+# for ever (azure-functions-durable-python#603, closed as won't fix for 1.x).
+ATTEMPTS = 3
 ACTIVE = {df.OrchestrationRuntimeStatus.Running, df.OrchestrationRuntimeStatus.Pending,
-          df.OrchestrationRuntimeStatus.ContinuedAsNew}
+          df.OrchestrationRuntimeStatus.ContinuedAsNew, df.OrchestrationRuntimeStatus.Suspended}
 
 
 def _json(status: int, body: Any) -> func.HttpResponse:
@@ -57,7 +60,12 @@ async def _start(client: df.DurableOrchestrationClient, request: dict[str, Any])
     status = await client.get_status(instance)
     if status is not None and status.runtime_status in ACTIVE:
         return None
-    return await client.start_new("export_run", instance, request)
+    try:
+        return await client.start_new("export_run", instance, request)
+    except Exception:  # noqa: BLE001 - started meanwhile by another caller: the host refuses a running id
+        log.warning("export %s: not started, its instance %s was started meanwhile", request["export"]["name"],
+                    instance)
+        return None
 
 
 # -- triggers ---------------------------------------------------------------------------
@@ -69,8 +77,12 @@ async def scheduled_exports(timer: func.TimerRequest, client: df.DurableOrchestr
     services = Services.current()
     for document in services.definitions.documents("exports"):
         if document.get("enabled", True) is True and isinstance(document.get("name"), str):
-            request = run_request(document["name"], trigger="timer", requested_by="schedule", services=services)
-            started = await _start(client, request)
+            try:  # one export that cannot start (its connection deleted meanwhile) holds back none of the others
+                request = run_request(document["name"], trigger="timer", requested_by="schedule", services=services)
+                started = await _start(client, request)
+            except Exception:  # noqa: BLE001 - logged with its cause; the next export is started all the same
+                log.exception("scheduled export %s could not be started", document["name"])
+                continue
             log.info("scheduled export %s: %s", document["name"], f"run {request['run_id']}" if started else
                      "skipped, previous run still in progress")
 
@@ -197,16 +209,29 @@ def _put(req: func.HttpRequest, store_document) -> func.HttpResponse:
 def export_run(context: df.DurableOrchestrationContext):
     """One run of one export: plan, export through the destination, report."""
     request = context.get_input()
-    plan = yield context.call_activity("plan_run", request)
-    results, error = [], plan["error"]
+    plan = yield from _attempts(context, "plan_run", request)
+    # settled: no chunk activity of the run can still be running (the destination's
+    # orchestration returned, or never started), so the report may account the chunks
+    # without a result itself; after its orchestration died, only from their checkpoints.
+    results, error, settled = [], plan["error"], True
     if plan["status"] == "planned":
         try:
             results = yield context.call_sub_orchestrator("export_destination", plan, f"{plan['run_id']}-destination")
         except Exception as failure:  # the destination's orchestration died: report from checkpoints
-            error = f"the destination's orchestration failed: {failure}"
-    summary = yield context.call_activity(
-        "finish_run", {"export": plan["export"], "run_id": plan["run_id"], "results": results, "error": error})
+            error, settled = f"the destination's orchestration failed: {_first_line(failure)}", False
+    summary = yield from _attempts(context, "finish_run", {"export": plan["export"], "run_id": plan["run_id"],
+                                                           "results": results, "error": error, "settled": settled})
     return summary
+
+
+def _attempts(context: df.DurableOrchestrationContext, name: str, input_: Any):
+    """Activity `name` awaited alone, scheduled again when it fails, up to ATTEMPTS times."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return (yield context.call_activity(name, input_))
+        except Exception:
+            if attempt == ATTEMPTS:
+                raise
 
 
 @app.orchestration_trigger(context_name="context")
@@ -214,27 +239,34 @@ def export_destination(context: df.DurableOrchestrationContext):
     """Fan the chunks out to `width` activities at a time, each chunk as soon as it is planned,
     while the plan's next part is read; after a failure, account the rest unsent."""
     plan = context.get_input()
-    running, results, abandon = [], [], None
-    planned, launched, planning = plan["chunks"], 0, None
+    part_task = {"export": plan["export"], "run_id": plan["run_id"]}
+    running: list[tuple[Any, dict[str, Any], int]] = []  # (task, its input, attempt)
+    results, abandon = [], None
+    planned, launched, planning = plan["chunks"], 0, None  # planning: (task, attempt)
     complete = plan.get("complete", True)
     while True:
         if planning is None and not complete:  # read on even after a failure: its rows are accounted
-            planning = context.call_activity_with_retry(
-                "plan_next_part", CHUNK_RETRY, {"export": plan["export"], "run_id": plan["run_id"]})
+            planning = (context.call_activity("plan_next_part", part_task), 1)
         while launched < planned and len(running) < plan["width"]:
             task = {"export": plan["export"], "run_id": plan["run_id"], "chunk": launched, "abandon": abandon}
-            running.append(context.call_activity_with_retry("export_chunk", CHUNK_RETRY, task))
+            running.append((context.call_activity("export_chunk", task), task, 1))
             launched += 1
         if not running and planning is None:
             break
-        done = yield context.task_any(running + ([planning] if planning is not None else []))
-        if done is planning:
-            planning, part = None, done.result
-            # A part that failed for good ends the planning; the chunks planned are still
-            # sent, and the report says the plan is incomplete and where it stopped.
-            planned, complete = (planned, True) if isinstance(part, Exception) else (part["chunks"], part["complete"])
+        done = yield context.task_any([entry[0] for entry in running] + ([planning[0]] if planning else []))
+        if planning is not None and done is planning[0]:
+            part, attempt, planning = done.result, planning[1], None
+            if not isinstance(part, Exception):
+                planned, complete = part["chunks"], part["complete"]
+            elif attempt < ATTEMPTS:
+                planning = (context.call_activity("plan_next_part", part_task), attempt + 1)
+            else:  # failed for good: the chunks planned are still sent; the report says where it stopped
+                complete = True
         else:
-            running.remove(done)
+            _, task, attempt = running.pop(next(at for at, entry in enumerate(running) if entry[0] is done))
+            if isinstance(done.result, Exception) and attempt < ATTEMPTS:
+                running.append((context.call_activity("export_chunk", task), task, attempt + 1))
+                continue
             results.append(done.result)
             abandon = abandon or _failure_of(done.result)
     return [result for result in results if isinstance(result, dict)]
@@ -243,8 +275,15 @@ def export_destination(context: df.DurableOrchestrationContext):
 def _failure_of(result: Any) -> str | None:
     """Why the destination failed, from a chunk's result (or the exception of a failed activity)."""
     if isinstance(result, Exception):
-        return f"a chunk activity failed: {result}"
+        return f"a chunk activity failed: {_first_line(result)}"
     return result.get("failure") if isinstance(result, dict) else None
+
+
+def _first_line(error: Exception) -> str:
+    """An activity's failure as the host reports it is its reason, then its whole stack: the
+    reason is what a report (and every row it makes "not sent") should carry."""
+    text = str(error).strip()
+    return text.splitlines()[0].strip()[:300] if text else type(error).__name__
 
 
 # -- activities -------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def finish_run(task: dict[str, Any], services: Services) -> dict[str, Any]:
     for index in range(len(plan["chunks"])):
         if index not in results:
             checkpoint = runs.checkpoint(export_name, run_id, index)
-            if checkpoint is None:
+            if checkpoint is None and task.get("settled", True):  # else an activity may still be sending it
                 checkpoint = _accounted_unsent(export_name, run_id, index, task.get("error"), services)
             if checkpoint is not None:
                 results[index] = checkpoint
