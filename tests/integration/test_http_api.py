@@ -101,6 +101,18 @@ def test_an_unknown_export_is_404_and_a_running_one_is_409(defined):
     assert response.status_code == 409 and busy.started == []
 
 
+def test_a_run_started_meanwhile_by_another_caller_is_409_not_500(defined):
+    """Between the status read and the start, another caller started the instance: the host
+    refuses to start a running instance id again."""
+    class Raced(DurableClient):
+        async def start_new(self, name, instance_id=None, client_input=None):
+            raise Exception("An Orchestration instance with the status Running already exists.")
+
+    response = call("start_run", "POST", f"/api/exports/{defined['name']}/runs", {"name": defined["name"]},
+                    client=Raced())
+    assert response.status_code == 409
+
+
 def test_a_contributor_may_not_use_an_admins_only_connection(defined):
     response = call("start_run", "POST", f"/api/exports/{defined['name']}/runs", {"name": defined["name"]},
                     headers=principal("contributor"), client=DurableClient())
