@@ -39,7 +39,6 @@ param maximumInstanceCount int = 100
 
 @description('Memory of each instance. 2048 MB leaves room for 8 chunk activities reading 4 MiB blocks at once.')
 @allowed([
-  512
   2048
   4096
 ])
@@ -103,6 +102,7 @@ module storage 'app/storage.bicep' = {
     tags: tags
     skuName: storageSkuName
     containerNames: concat(productContainers, [deploymentContainerName])
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -113,6 +113,7 @@ module keyVault 'app/keyvault.bicep' = {
     name: '${abbrs.keyVaultVaults}${resourceToken}'
     location: location
     tags: tags
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
 }
 

@@ -7,6 +7,8 @@
 param name string
 param location string
 param tags object = {}
+@description('Log Analytics workspace receiving the vault\'s audit log: every secret read or write, by whom.')
+param logAnalyticsWorkspaceId string
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: no virtual network in this template: the app (Flex Consumption without VNet integration) is not a trusted service and reaches the vault over its public endpoint; access is by Azure RBAC on this vault only
@@ -29,6 +31,21 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       bypass: 'AzureServices'
       defaultAction: 'Allow'
     }
+  }
+}
+
+// Who read or changed a connection's credentials, and when: the vault's audit events.
+resource audit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'audit-to-log-analytics'
+  scope: vault
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'AuditEvent'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -17,6 +17,9 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
       name: 'PerGB2018'
     }
     retentionInDays: retentionInDays
+    features: {
+      disableLocalAuth: true // queries and ingestion with Entra ID only: no workspace shared key
+    }
   }
 }
 
@@ -35,3 +38,4 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
 
 output applicationInsightsName string = applicationInsights.name
 output logAnalyticsName string = workspace.name
+output logAnalyticsId string = workspace.id

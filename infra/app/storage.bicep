@@ -11,6 +11,8 @@ param skuName string = 'Standard_GRS'
 param containerNames array
 @description('Days a deleted blob or container can be restored (a mistaken upload or delete of a segment, a report).')
 param deleteRetentionDays int = 7
+@description('Log Analytics workspace receiving the blob service\'s access log (who read, wrote or deleted what).')
+param logAnalyticsWorkspaceId string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: no virtual network in this template, so the app (Flex Consumption without VNet integration) and operators reach the account over its public endpoint; shared keys are off, so every request needs an Entra ID identity holding a data role
@@ -51,6 +53,31 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
       enabled: true
       days: deleteRetentionDays
     }
+  }
+}
+
+// Who read, wrote or deleted which blob: segments hold personal data, and with public
+// network access on, this log is how an access is traced (the task hub's own traffic
+// is in it too, a cost to weigh against the workspace's retention).
+resource blobAccess 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'blob-access-to-log-analytics'
+  scope: blobService
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -260,6 +260,24 @@ def test_application_insights_accepts_only_entra_id_telemetry_into_log_analytics
     the_one("Microsoft.OperationalInsights/workspaces")
 
 
+def test_the_vaults_audit_and_the_blob_access_log_go_to_the_workspace_which_takes_no_shared_key():
+    """Who read a credential or a segment: with public endpoints on, these logs are how it is traced."""
+    settings = {r.file: r for r in declared("Microsoft.Insights/diagnosticSettings")}
+    vault, blobs = settings["infra/app/keyvault.bicep"], settings["infra/app/storage.bicep"]
+    assert vault.section("properties").value("workspaceId") == "logAnalyticsWorkspaceId"
+    assert re.search(r"scope: vault\b", vault.body) and "'AuditEvent'" in vault.body
+    assert re.search(r"scope: blobService\b", blobs.body)
+    assert all(f"'{category}'" in blobs.body for category in ("StorageRead", "StorageWrite", "StorageDelete"))
+    assert read("infra/main.bicep").count("logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId") == 2
+    workspace = the_one("Microsoft.OperationalInsights/workspaces").section("properties")
+    assert workspace.section("features").value("disableLocalAuth") == "true"
+
+
+def test_instances_are_never_smaller_than_the_concurrency_host_json_is_sized_for():
+    allowed = re.search(r"@allowed\(\[([^\]]*)\]\)\s*param instanceMemoryMB", read("infra/main.bicep"))[1]
+    assert sorted(int(value) for value in allowed.split()) == [2048, 4096]
+
+
 # -- no secrets ---------------------------------------------------------------------------
 
 def test_no_template_reads_or_builds_a_key_sas_or_keyed_connection_string():

@@ -86,4 +86,6 @@ def test_host_json_uses_extension_bundle_4_and_configures_the_durable_task_hub()
     assert durable["hubName"]
     assert durable["maxConcurrentActivityFunctions"] >= 1
     assert durable["maxConcurrentOrchestratorFunctions"] >= 1
+    # Flex Consumption guidance: an idle hub polls at least every 10 s (30 s by default).
+    assert durable["storageProvider"]["maxQueuePollingInterval"] == "00:00:10"
     assert host["functionTimeout"]
