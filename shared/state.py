@@ -29,7 +29,8 @@ from typing import Any
 
 import requests
 import zstandard
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContainerClient
 from requests.adapters import HTTPAdapter
@@ -363,8 +364,29 @@ class RunStore:
     def prefix(export: str, run_id: str) -> str:
         return f"{export}/{run_id}"
 
-    def write_plan(self, plan: dict[str, Any]) -> None:
-        _write_json(self._container, f"{self.prefix(plan['export']['name'], plan['run_id'])}/plan.json", plan)
+    def write_plan(self, plan: dict[str, Any], *, etag: str | None = None) -> bool:
+        """Store the run's plan; with `etag` (as `plan_and_etag` read it) only if it is still
+        that version: False, and nothing written, when another execution wrote it since."""
+        path = f"{self.prefix(plan['export']['name'], plan['run_id'])}/plan.json"
+        if etag is None:
+            _write_json(self._container, path, plan)
+            return True
+        try:
+            self._container.upload_blob(path, json.dumps(plan, indent=2).encode("utf-8"), overwrite=True,
+                                        etag=etag, match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError as error:
+            release_frames(error)
+            return False
+        return True
+
+    def plan_and_etag(self, export: str, run_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The run's plan as stored, and the version it is (for `write_plan`)."""
+        try:
+            download = self._container.download_blob(f"{self.prefix(export, run_id)}/plan.json")
+        except ResourceNotFoundError as error:
+            release_frames(error)
+            return None, None
+        return json.loads(download.readall()), download.properties.etag
 
     def plan(self, export: str, run_id: str, *, chunk: int | None = None) -> dict[str, Any] | None:
         """The run's plan as stored. Every chunk activity reads it, passing its `chunk`: a copy

@@ -101,7 +101,7 @@ def plan_next_part(task: dict[str, Any], services: Services) -> dict[str, Any]:
     sent already, and the report accounts for them; the error says from where on the
     rows were not read.
     """
-    plan = services.runs.plan(task["export"], task["run_id"])
+    plan, version = services.runs.plan_and_etag(task["export"], task["run_id"])
     if plan is None:
         raise PlanError(f"run {task['run_id']} of export {task['export']} has no plan")
     if plan["status"] != "planned" or plan["complete"]:
@@ -113,7 +113,10 @@ def plan_next_part(task: dict[str, Any], services: Services) -> dict[str, Any]:
         plan["status"], plan["complete"] = "failed", True
         plan["error"] = (f"{error}; the rows before {stopped_at(plan)} were planned and exported "
                          "(see the counts), the rest was not read: correct the file and run again")
-    services.runs.write_plan(plan)
+    # Only over the version this part started from: an execution of the same part that ran
+    # again (activities run at least once) and ended later must not take the plan back.
+    if not services.runs.write_plan(plan, etag=version):
+        return summary(services.runs.plan(task["export"], task["run_id"]))
     return summary(plan)
 
 

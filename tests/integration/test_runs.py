@@ -380,3 +380,30 @@ def test_a_chunk_whose_activity_fails_every_time_has_its_rows_rejected_and_liste
     listed = list(csv.DictReader(io.StringIO(text)))
     assert len(listed) == destination["rejected"]
     assert sum(row["reason"] == not_sent for row in listed) == destination["reasons"]["rejected"][not_sent]
+
+
+def test_a_plan_part_executed_again_late_does_not_take_the_plan_back(app_env, stand_ins, storage, unique,
+                                                                     monkeypatch):
+    """Activities run at least once: a second execution of a part that ends after the next
+    part was stored must not write the plan of its own, earlier, cursor over it."""
+    from shared.engine import plan_next_part, plan_run
+    from shared.engine.starts import run_request
+
+    monkeypatch.setenv("CHUNK_ROWS", "5")
+    path = upload_segment(storage, f"{unique}/segment.csv",
+                          "Email\n" + "".join(f"p{i}@example.com\n" for i in range(60)))
+    connection = connection_of(stand_ins, "campaign_monitor")
+    connection["settings"]["batch_size"] = 5
+    export = emails_only(unique, path)
+    services = Services.current()
+    request = run_request(export["name"], trigger="test", requested_by="test", export=export, connection=connection)
+    task = {"export": export["name"], "run_id": request["run_id"]}
+    plan_run(request, services)
+    stale = services.runs.plan_and_etag(*task.values())  # what a late execution of part 2 started from
+    plan_next_part(task, services)  # part 2
+    ahead = plan_next_part(task, services)  # part 3
+    monkeypatch.setattr(services.runs, "plan_and_etag", lambda *_: stale)
+    late = plan_next_part(task, services)  # part 2 again, ending now
+    stored = services.runs.plan(*task.values())
+    assert stored["cursor"]["parts"] == 3 and len(stored["chunks"]) == ahead["chunks"]
+    assert late["chunks"] == ahead["chunks"]  # it answers with the plan as stored
