@@ -33,8 +33,8 @@ class Task:
 class Context:
     """Records scheduled calls; results come from `results(kind, name, input)`."""
 
-    def __init__(self, input_: Any, results):
-        self._input, self._results = input_, results
+    def __init__(self, input_: Any, results, pick=lambda tasks: tasks[0]):
+        self._input, self._results, self._pick = input_, results, pick
         self.calls: list[tuple[str, str, Any]] = []
         self.instance_id = "export-vip"
 
@@ -58,7 +58,7 @@ class Context:
     def task_any(self, tasks):
         for task in tasks:
             task.raises = False
-        return SimpleNamespace(result=tasks[0])
+        return SimpleNamespace(result=self._pick(tasks))
 
 
 def orchestrator(name: str):
@@ -202,3 +202,23 @@ def test_a_plan_part_that_failed_for_good_ends_planning_and_the_planned_chunks_s
     assert [r["chunk"] for r in collected] == [0, 1]
     assert [name for _, name, _ in context.calls].count("plan_next_part") == 3  # three attempts in all
     assert all(input_.get("abandon") is None for _, name, input_ in context.calls if name == "export_chunk")
+
+
+def test_a_plan_part_that_ends_while_chunks_send_launches_its_chunks_within_the_width():
+    """The usual order in a real run: the next part is read while the first chunks send."""
+    parts = iter([{**PLAN, "chunks": 4, "complete": False}, {**PLAN, "chunks": 6, "complete": True}])
+    running = []
+
+    def results(kind, name, input_):
+        if name == "plan_next_part":
+            return next(parts)
+        running.append(input_["chunk"])
+        return {"chunk": input_["chunk"], "failure": None}
+
+    # The planning task (listed last) wins whenever it is there: parts end before any chunk.
+    context = Context({**PLAN, "chunks": 2, "complete": False, "width": 2}, results, pick=lambda tasks: tasks[-1])
+    collected = drive("export_destination", context)
+    assert sorted(r["chunk"] for r in collected) == [0, 1, 2, 3, 4, 5]
+    names = [name if name == "plan_next_part" else input_["chunk"] for _, name, input_ in context.calls]
+    # both parts are read before a chunk ends, and no more than `width` chunks are ever out
+    assert names == ["plan_next_part", 0, 1, "plan_next_part", 2, 3, 4, 5]
