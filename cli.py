@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import getpass
 import json
 import os
 import sys
@@ -119,7 +120,7 @@ def _run(args: argparse.Namespace, workers) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from destinations import SPECS
-    from shared.config import DefinitionError
+    from shared.config import DefinitionError, record_consent
     from shared.engine import Services
 
     try:  # the whole file is checked before anything is stored: none or all of it
@@ -130,7 +131,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     services = Services.current()
     services.storage.ensure_containers()
     store = services.storage.definitions(SPECS, services.settings.allow_local_endpoints)
+    try:
+        publisher = f"{getpass.getuser()} (cli.py publish)"
+    except (KeyError, OSError):  # no user name in this environment (a container without one)
+        publisher = "cli.py publish"
     for connection in document.get("connections", []):
+        record_consent(connection, store.connection_document(connection["name"]), publisher)
         store.put_connection(connection)
     for export in document.get("exports", []):
         store.put_export(export)

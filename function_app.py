@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from shared.access import Caller, may_manage_connection, may_manage_export, may_use_connection
-from shared.config import DefinitionError
+from shared.config import DefinitionError, record_consent
 from shared.engine import Services, progress
 from shared.engine import export_chunk as run_chunk
 from shared.engine import finish_run as write_report
@@ -62,10 +61,15 @@ async def _start(client: df.DurableOrchestrationClient, request: dict[str, Any])
         return None
     try:
         return await client.start_new("export_run", instance, request)
-    except Exception:  # noqa: BLE001 - started meanwhile by another caller: the host refuses a running id
-        log.warning("export %s: not started, its instance %s was started meanwhile", request["export"]["name"],
-                    instance)
-        return None
+    except Exception:
+        # Started meanwhile by another caller (the host refuses a running instance id)? Any
+        # other failure is raised as it is.
+        status = await client.get_status(instance)
+        if status is not None and status.runtime_status in ACTIVE:
+            log.warning("export %s: not started, its instance %s was started meanwhile",
+                        request["export"]["name"], instance)
+            return None
+        raise
 
 
 # -- triggers ---------------------------------------------------------------------------
@@ -163,9 +167,7 @@ def put_connection(req: func.HttpRequest) -> func.HttpResponse:
         return _json(403, {"error": refusal})
 
     def store(definitions, document):
-        if isinstance(document.get("consent"), dict):  # who recorded the consent, as signed in, and when
-            recorded_at = datetime.now(UTC).isoformat(timespec="seconds")
-            document["consent"].update(recorded_by=caller.label, recorded_at=recorded_at)
+        record_consent(document, definitions.connection_document(document["name"]), caller.label)
         definitions.put_connection(document)
 
     return _put(req, store)
@@ -265,9 +267,14 @@ def export_destination(context: df.DurableOrchestrationContext):
         else:
             _, task, attempt = running.pop(next(at for at, entry in enumerate(running) if entry[0] is done))
             if isinstance(done.result, Exception) and attempt < ATTEMPTS:
+                # Again, with what is known now: after a destination failure it only accounts.
+                task = {**task, "abandon": abandon}
                 running.append((context.call_activity("export_chunk", task), task, attempt + 1))
                 continue
-            results.append(done.result)
+            if isinstance(done.result, Exception):  # failed for good: the report accounts it, for this reason
+                results.append({"chunk": task["chunk"], "activity_failed": _failure_of(done.result)})
+            else:
+                results.append(done.result)
             abandon = abandon or _failure_of(done.result)
     return [result for result in results if isinstance(result, dict)]
 

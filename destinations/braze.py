@@ -126,4 +126,5 @@ def _every_item_refused(response: Response, count: int) -> bool:
         return False
     if not errors or not all(isinstance(e, dict) and isinstance(e.get("index"), int) for e in errors):
         return False
-    return {e["index"] for e in errors if e.get("input_array", "attributes") == "attributes"} == set(range(count))
+    # The same rule as `send` reads refusals by: an error of the attributes array, by index.
+    return {e["index"] for e in errors if e.get("input_array") == "attributes"} == set(range(count))

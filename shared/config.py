@@ -34,6 +34,7 @@ __all__ = [
     "parse_connection",
     "parse_definitions",
     "parse_export",
+    "record_consent",
 ]
 
 ROLES = ("admin", "contributor")
@@ -449,6 +450,21 @@ def _segment_path_problem(path: Any) -> str | None:
     if path.startswith("/") or "\\" in path or any(part in ("", ".", "..") for part in path.split("/")):
         return f"must be a relative path in the segments container, like 'vip/customers.csv', got {_shown(path)}"
     return None
+
+
+def record_consent(document: dict[str, Any], stored: Mapping[str, Any] | None, recorded_by: str) -> None:
+    """Stamp a connection document's consent with who stored it and when (`recorded_by`,
+    `recorded_at`), whatever the document says of them; an acceptance unchanged from the
+    `stored` document keeps the stamp it had (a later edit of a setting is not a new record)."""
+    consent = document.get("consent")
+    if not isinstance(consent, dict):
+        return
+    before = stored.get("consent") if isinstance(stored, Mapping) else None
+    if (isinstance(before, dict) and before.get("recorded_by")
+            and all(before.get(key) == consent.get(key) for key in ("accepted_by", "accepted_at"))):
+        consent.update(recorded_by=before["recorded_by"], recorded_at=before.get("recorded_at"))
+    else:
+        consent.update(recorded_by=recorded_by, recorded_at=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def _in_the_future(value: str) -> bool:

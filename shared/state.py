@@ -185,7 +185,8 @@ class BackgroundWrites:
     The plan used to wait for each staged block and each chunk's files: about a quarter
     of its time. At most `pending` writes wait at once (a staged block holds up to a few
     MB), so memory stays bounded: a caller that far ahead waits. A failed write is raised
-    by the next `submit` or at the end of the `with` block, so nothing fails unnoticed.
+    by the next `submit` (which then does not queue its own) or at the end of the `with`
+    block, so nothing fails unnoticed; writes already queued still run.
     """
 
     def __init__(self, pending: int = 3):

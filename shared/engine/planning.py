@@ -136,7 +136,7 @@ def summary(plan: dict[str, Any]) -> dict[str, Any]:
 def _check_unchanged(plan: dict[str, Any], services: Services) -> dict[str, Any]:
     """A resumed run continues only on the very segments it planned (same ETag). Else it
     fails, its chunks kept: those that finished are reported from their checkpoints, the
-    others as not processed, for the reason given."""
+    others' rows rejected "not sent", for the reason given (the report's own accounting)."""
     for segment in plan["segments"]:
         try:
             etag = services.storage.segments.info(segment["path"]).etag

@@ -31,12 +31,16 @@ def finish_run(task: dict[str, Any], services: Services) -> dict[str, Any]:
     export_name, run_id = task["export"], task["run_id"]
     runs = services.runs
     plan = runs.plan(export_name, run_id)
-    results = {r["chunk"]: r for r in task.get("results") or [] if isinstance(r, dict) and "chunk" in r}
+    given = [r for r in task.get("results") or [] if isinstance(r, dict) and "chunk" in r]
+    # A chunk whose activity failed for good comes as {"chunk", "activity_failed": why}.
+    failed = {r["chunk"]: r["activity_failed"] for r in given if "activity_failed" in r}
+    results = {r["chunk"]: r for r in given if "activity_failed" not in r}
     for index in range(len(plan["chunks"])):
         if index not in results:
             checkpoint = runs.checkpoint(export_name, run_id, index)
             if checkpoint is None and task.get("settled", True):  # else an activity may still be sending it
-                checkpoint = _accounted_unsent(export_name, run_id, index, task.get("error"), services)
+                reason = failed.get(index) or task.get("error")
+                checkpoint = _accounted_unsent(export_name, run_id, index, reason, services)
             if checkpoint is not None:
                 results[index] = checkpoint
     ordered = [results.get(c["index"]) or _not_processed(c, task.get("error")) for c in plan["chunks"]]
@@ -106,7 +110,7 @@ def _accounted_unsent(export: str, run_id: str, index: int, error: str | None,
     from .chunks import export_chunk
 
     task = {"export": export, "run_id": run_id, "chunk": index,
-            "abandon": error or "its chunk activity failed on every attempt (see the host's log)"}
+            "abandon": error or "its chunk activity failed on every attempt"}
     try:
         return export_chunk(task, services)
     except Exception:  # noqa: BLE001 - what failed the activity may fail this too: counted from the plan

@@ -18,7 +18,7 @@ from .auth import TokenSource
 from .errors import AuthError, FatalError, RetriableError
 from .pacing import Pacer
 from .signals import announced_wait, vendor_message
-from .transport import ConnectionProblem, Response, StaleConnection, Transport
+from .transport import ConnectionProblem, Response, StaleConnection, Transport, UnsendableHeader
 
 __all__ = ["HttpClient", "RequestStats", "RetryPolicy", "transport_for"]
 
@@ -112,7 +112,7 @@ class HttpClient:
             use_fresh, fresh = fresh, False
             try:
                 response = self.transport.send(method, url, sent_headers, body, self.timeout, fresh=use_fresh)
-            except (ValueError, UnicodeError):  # http.client refused a header: its message quotes the value
+            except UnsendableHeader:
                 raise FatalError(f"{self.vendor}: the request could not be sent: a header holds a character "
                                  "HTTP does not allow (a credential with a line break or a non-Latin-1 "
                                  "character?)") from None

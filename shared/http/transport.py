@@ -27,7 +27,12 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ConnectionProblem", "Response", "StaleConnection", "Transport"]
+__all__ = ["ConnectionProblem", "Response", "StaleConnection", "Transport", "UnsendableHeader"]
+
+
+class UnsendableHeader(ValueError):
+    """A header HTTP cannot carry (a line break, a character outside Latin-1): `http.client`'s
+    own error quotes the whole header, credential and all, so this one names none of it."""
 
 
 class ConnectionProblem(Exception):
@@ -146,7 +151,11 @@ class Transport:
 
     def _exchange(self, connection: http.client.HTTPConnection, origin: tuple[str, str, int], method: str,
                   path: str, headers: dict[str, str], body: bytes | None) -> Response:
-        connection.request(method, path, body=body, headers=headers)
+        try:
+            connection.request(method, path, body=body, headers=headers)
+        except ValueError:  # refused before a byte was sent (putheader; UnicodeEncodeError among them)
+            connection.close()
+            raise UnsendableHeader("a header holds a character HTTP does not allow") from None
         answer = connection.getresponse()
         content = answer.read()
         if answer.will_close:

@@ -76,3 +76,5 @@ def test_a_400_that_does_not_refuse_every_user_by_index_fails_instead_of_countin
     assert _every_item_refused(answer(400, every), 2)
     assert not _every_item_refused(answer(400, every[:1]), 2)  # one user unlisted: a bad request, not delivered
     assert not _every_item_refused(answer(400, []), 2) and not _every_item_refused(answer(201, every), 2)
+    # Errors not of the attributes array are not read as refusals by `send` either.
+    assert not _every_item_refused(answer(400, [{"type": "x", "index": i} for i in range(2)]), 2)

@@ -106,11 +106,19 @@ def test_a_run_started_meanwhile_by_another_caller_is_409_not_500(defined):
     refuses to start a running instance id again."""
     class Raced(DurableClient):
         async def start_new(self, name, instance_id=None, client_input=None):
+            self.running = True  # the other caller's start
             raise Exception("An Orchestration instance with the status Running already exists.")
+
+    class Down(DurableClient):
+        async def start_new(self, name, instance_id=None, client_input=None):
+            raise ConnectionError("the Durable extension did not answer")
 
     response = call("start_run", "POST", f"/api/exports/{defined['name']}/runs", {"name": defined["name"]},
                     client=Raced())
     assert response.status_code == 409
+    # Any other failure is not passed off as "a run is in progress".
+    with pytest.raises(ConnectionError):
+        call("start_run", "POST", f"/api/exports/{defined['name']}/runs", {"name": defined["name"]}, client=Down())
 
 
 def test_a_contributor_may_not_use_an_admins_only_connection(defined):
@@ -158,6 +166,11 @@ def test_a_consent_record_says_who_stored_it_as_signed_in_and_cannot_be_dated_in
     recorded = json.loads(stored.get_body())["consent"]
     assert stored.status_code == 200 and recorded["accepted_by"] == "dpo@contoso.com"
     assert recorded["recorded_by"] == "ana@contoso.com" and recorded["recorded_at"] > "2026-01-01"
+    # Another admin changing a setting later does not become the one who recorded the consent.
+    edited = {**document, "display_name": "Snapchat EU", "consent": {k: consent[k] for k in ("accepted_by",
+                                                                                         "accepted_at")}}
+    again = call("put_connection", "PUT", url, params, body=edited, headers=principal("admin", name="bo@contoso.com"))
+    assert json.loads(again.get_body())["consent"] == recorded
     future = {**document, "consent": {"accepted_by": "dpo@contoso.com", "accepted_at": "2999-01-01T00:00:00Z"}}
     refused = call("put_connection", "PUT", url, params, body=future, headers=principal("admin"))
     assert refused.status_code == 400 and "consent.accepted_at: is in the future" in refused.get_body().decode()

@@ -374,7 +374,7 @@ def test_a_chunk_whose_activity_fails_every_time_has_its_rows_rejected_and_liste
     report = run_export(export_for("campaign_monitor", unique, path), small_batches(stand_ins, "campaign_monitor"))
     assert_accounted(report)
     destination = report["destination"]
-    not_sent = "not sent: its chunk activity failed on every attempt (see the host's log)"
+    not_sent = "not sent: a chunk activity failed: the host lost the instance"
     assert destination["reasons"]["rejected"][not_sent] > 0
     text = storage.container("export-runs").download_blob(destination["rejected_rows_file"]).readall().decode()
     listed = list(csv.DictReader(io.StringIO(text)))

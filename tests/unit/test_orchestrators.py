@@ -141,7 +141,9 @@ def test_a_chunk_activity_that_failed_for_good_stops_sending_and_is_left_to_the_
 
     context = Context({**PLAN, "width": 1}, results)
     collected = drive("export_destination", context)
-    assert [r["chunk"] for r in collected] == [1, 2, 3, 4]
+    # The chunk is left to the report with its reason (its first line), the others accounted unsent.
+    assert collected[0] == {"chunk": 0, "activity_failed": "a chunk activity failed: host recycled"}
+    assert [r["chunk"] for r in collected[1:]] == [1, 2, 3, 4]
     assert [input_["chunk"] for _, _, input_ in context.calls[:3]] == [0, 0, 0]  # three attempts in all
     assert context.calls[3][2]["abandon"] == "a chunk activity failed: host recycled"
 
@@ -222,3 +224,18 @@ def test_a_plan_part_that_ends_while_chunks_send_launches_its_chunks_within_the_
     names = [name if name == "plan_next_part" else input_["chunk"] for _, name, input_ in context.calls]
     # both parts are read before a chunk ends, and no more than `width` chunks are ever out
     assert names == ["plan_next_part", 0, 1, "plan_next_part", 2, 3, 4, 5]
+
+
+def test_a_chunk_retried_after_the_destination_failed_only_accounts_its_rows():
+    attempts = []
+
+    def results(kind, name, input_):
+        attempts.append((input_["chunk"], input_["abandon"]))
+        if input_["chunk"] == 0:
+            return {"chunk": 0, "failure": "Braze refused the credentials (401)"}
+        if input_["chunk"] == 1 and len([a for a in attempts if a[0] == 1]) == 1:
+            return RuntimeError("host recycled")
+        return {"chunk": input_["chunk"], "failure": input_["abandon"]}
+
+    drive("export_destination", Context({**PLAN, "width": 2}, results))
+    assert [abandon for chunk, abandon in attempts if chunk == 1] == [None, "Braze refused the credentials (401)"]
