@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from shared.columns import blank_positions
@@ -92,12 +93,10 @@ class Braze(Destination):
 
     def send(self, keys: Sequence[str], items: bytes) -> dict[int, str]:
         body = b'{"attributes":' + items + b"}"
-        def every_item_refused(answer: Response) -> bool:
-            return _every_item_refused(answer, len(keys))
-
         response = self.http.request("POST", f"{self.settings['rest_endpoint']}/users/track",
                                      auth=StaticKey({"Authorization": f"Bearer {self.credentials['api_key']}"}),
-                                     data=body, headers=JSON, accept=every_item_refused)
+                                     data=body, headers=JSON,
+                                     accept=partial(_every_item_refused, count=len(keys)))
         answer = json_body(response, "Braze")
         refused = {}
         for error in answer.get("errors") or []:

@@ -358,9 +358,10 @@ def parse_connection(document: Any, specs: Mapping[str, DestinationSpec], *, all
         check.unknown_keys(section, ("accepted_by", "accepted_at", "recorded_by", "recorded_at"), prefix="consent.")
         by = check.string(section, "accepted_by", prefix="consent.")
         at = check.string(section, "accepted_at", prefix="consent.")
-        if at is not None and not _is_timestamp(at):
+        moment = _timestamp(at) if at is not None else None
+        if at is not None and moment is None:
             check.add("consent.accepted_at", f"must be an ISO 8601 date and time, got {_shown(at)}")
-        elif at is not None and _in_the_future(at):
+        elif moment is not None and moment > datetime.now(UTC) + timedelta(minutes=5):  # more than a clock's drift
             check.add("consent.accepted_at", f"is in the future ({at}): record when the notice was accepted")
         if by and at:
             consent = Consent(by, at)
@@ -467,20 +468,13 @@ def record_consent(document: dict[str, Any], stored: Mapping[str, Any] | None, r
         consent.update(recorded_by=recorded_by, recorded_at=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
-def _in_the_future(value: str) -> bool:
-    """Later than now by more than a clock's drift (a date without a zone is taken as UTC)."""
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment > datetime.now(UTC) + timedelta(minutes=5)
-
-
-def _is_timestamp(value: str) -> bool:
+def _timestamp(value: str) -> datetime | None:
+    """An ISO 8601 date and time (a "Z" or no zone taken as UTC), or None."""
     try:
-        datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return False
-    return True
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def parse_definitions(document: Any, specs: Mapping[str, DestinationSpec], *, allow_local: bool = False) -> Definitions:

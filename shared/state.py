@@ -127,15 +127,29 @@ def _storage_for(settings: AppSettings, credential: Any) -> Storage:
 
 
 def _read_json(container: ContainerClient, path: str) -> Any | None:
+    return _read_versioned(container, path)[0]
+
+
+def _read_versioned(container: ContainerClient, path: str) -> tuple[Any | None, str | None]:
+    """A JSON blob and its ETag (the version a conditional `_write_json` names); (None, None) if absent."""
     try:
-        return json.loads(container.download_blob(path).readall())
+        download = container.download_blob(path)
     except ResourceNotFoundError as error:
         release_frames(error)
-        return None
+        return None, None
+    return json.loads(download.readall()), download.properties.etag
 
 
-def _write_json(container: ContainerClient, path: str, document: Any) -> None:
-    container.upload_blob(path, json.dumps(document, indent=2, sort_keys=False).encode("utf-8"), overwrite=True)
+def _write_json(container: ContainerClient, path: str, document: Any, etag: str | None = None) -> bool:
+    """Store `document`; with `etag`, only over that version: False, nothing written, if it changed since."""
+    condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+    try:
+        container.upload_blob(path, json.dumps(document, indent=2, sort_keys=False).encode("utf-8"), overwrite=True,
+                              **condition)
+    except ResourceModifiedError as error:
+        release_frames(error)
+        return False
+    return True
 
 
 class DefinitionStore:
@@ -368,26 +382,12 @@ class RunStore:
     def write_plan(self, plan: dict[str, Any], *, etag: str | None = None) -> bool:
         """Store the run's plan; with `etag` (as `plan_and_etag` read it) only if it is still
         that version: False, and nothing written, when another execution wrote it since."""
-        path = f"{self.prefix(plan['export']['name'], plan['run_id'])}/plan.json"
-        if etag is None:
-            _write_json(self._container, path, plan)
-            return True
-        try:
-            self._container.upload_blob(path, json.dumps(plan, indent=2).encode("utf-8"), overwrite=True,
-                                        etag=etag, match_condition=MatchConditions.IfNotModified)
-        except ResourceModifiedError as error:
-            release_frames(error)
-            return False
-        return True
+        return _write_json(self._container, f"{self.prefix(plan['export']['name'], plan['run_id'])}/plan.json",
+                           plan, etag)
 
     def plan_and_etag(self, export: str, run_id: str) -> tuple[dict[str, Any] | None, str | None]:
         """The run's plan as stored, and the version it is (for `write_plan`)."""
-        try:
-            download = self._container.download_blob(f"{self.prefix(export, run_id)}/plan.json")
-        except ResourceNotFoundError as error:
-            release_frames(error)
-            return None, None
-        return json.loads(download.readall()), download.properties.etag
+        return _read_versioned(self._container, f"{self.prefix(export, run_id)}/plan.json")
 
     def plan(self, export: str, run_id: str, *, chunk: int | None = None) -> dict[str, Any] | None:
         """The run's plan as stored. Every chunk activity reads it, passing its `chunk`: a copy

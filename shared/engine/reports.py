@@ -17,6 +17,7 @@ from typing import Any
 
 from destinations import destination_class
 
+from .chunks import export_chunk
 from .planning import now_iso, stopped_at
 from .services import Services
 from .tally import REJECTED_HEADER, Tally
@@ -107,8 +108,6 @@ def _accounted_unsent(export: str, run_id: str, index: int, error: str | None,
     progress records say the vendor confirmed are delivered, its plan's refusals and
     skips are kept, and every other row is rejected "not sent", listed in its
     rejected-rows file. None when that fails too (then `_not_processed`)."""
-    from .chunks import export_chunk
-
     task = {"export": export, "run_id": run_id, "chunk": index,
             "abandon": error or "its chunk activity failed on every attempt"}
     try:
