@@ -1,6 +1,6 @@
 """Segments: reading segment files from the `segments` container, in blocks of whole rows.
 
-A segment is a CSV file with a header row: UTF-8 with or without BOM, LF or CRLF line
+A segment is a CSV file with a header row: UTF-8 with or without BOM, LF, CRLF or CR line
 ends, RFC 4180 quoting (fields may hold commas, quotes and newlines). Reading is
 streamed, a megabyte at a time, and parsed in blocks (`parsing`); the plan reads each
 file once (`SegmentReader.blocks`) and cuts it into chunks at row boundaries

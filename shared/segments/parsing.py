@@ -150,24 +150,34 @@ def offset_after(block: Block, count: int) -> int:
 
 
 def _last_row_end(buffer: bytearray, limit: int) -> int:
-    """Index just past the last newline within `buffer[:limit]` that ends a row (an even
+    """Index just past the last line end within `buffer[:limit]` that ends a row (an even
     number of quotes before it), or -1.
 
-    A guess when quotes also appear inside unquoted fields (`5'11"`); `_parse` then finds
+    A line end is an LF (also closing a CRLF); in bytes holding none that ends a row, a
+    lone CR, as csv reads it (a file saved with old Mac line ends: without this, its rows
+    were only ever cut where the file ended, and one over MAX_ROW_BYTES was refused). A
+    guess when quotes also appear inside unquoted fields (`5'11"`); `_parse` then finds
     out and the caller looks further.
     """
-    position = min(limit, len(buffer))
-    if buffer.find(b'"', 0, limit) < 0:  # nothing quoted (the usual file): the last newline ends a row
-        # (find stops at the first quote at memchr's speed; counting them scans a block in 0.18 ms)
-        return buffer.rfind(b"\n", 0, position) + 1 or -1
-    quotes = buffer.count(b'"', 0, limit)
+    end = _last_end(buffer, min(limit, len(buffer)), limit, b"\n")
+    if end < 0:
+        # A CR whose next byte is here and is no LF (else it opens a CRLF, ended by its LF).
+        end = _last_end(buffer, min(limit, len(buffer) - 1), limit, b"\r")
+    return end
+
+
+def _last_end(buffer: bytearray, position: int, limit: int, newline: bytes) -> int:
+    """`_last_row_end` for one kind of line end: the last `newline` before `position`."""
+    quoted = buffer.find(b'"', 0, limit) >= 0  # (find stops at the first quote at memchr's speed)
+    quotes = buffer.count(b'"', 0, limit) if quoted else 0
     while True:
-        newline = buffer.rfind(b"\n", 0, position)
-        if newline < 0:
+        found = buffer.rfind(newline, 0, position)
+        if found < 0:
             return -1
-        if (quotes - buffer.count(b'"', newline + 1, limit)) % 2 == 0:
-            return newline + 1
-        position = newline
+        ends_row = newline == b"\n" or buffer[found + 1] != 10  # 10: LF
+        if ends_row and (not quoted or (quotes - buffer.count(b'"', found + 1, limit)) % 2 == 0):
+            return found + 1
+        position = found
 
 
 def _check_growth(path: str, offset: int, buffer: bytearray) -> None:

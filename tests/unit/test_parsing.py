@@ -12,9 +12,10 @@ from shared.segments import FlatRows, SegmentError, parsing
 
 def _segment_text(rng: random.Random) -> str:
     """Rows of one usual width with some of another, blank lines, LF, CRLF or both, lone
-    CRs, quoted fields, non-ASCII, with or without a final line end."""
+    CRs (also as the only line end: old Mac files), quoted fields, non-ASCII, with or
+    without a final line end."""
     width = rng.choice([1, 2, 3, 5])
-    line_end = rng.choice(["\n", "\r\n", None])  # None: each line its own
+    line_end = rng.choice(["\n", "\r\n", "\r", None])  # None: each line its own
     lines = []
     for _ in range(rng.randint(1, 60)):
         if rng.random() < 0.05:
@@ -59,6 +60,21 @@ def test_rows_are_those_csv_reads_whatever_their_shapes_and_the_block_cuts(monke
                     assert block.rows.column(index) == [row[index] for row in rows], repr(text)
         compared += 1
     assert compared > 1000
+
+
+def test_a_file_whose_rows_end_in_a_lone_cr_is_cut_into_blocks_like_any_other(monkeypatch):
+    """Old Mac line ends (CR only): blocks were cut only at LFs, so such a file was one
+    block however large, and refused ("no row ends within 64 MB") past MAX_ROW_BYTES."""
+    monkeypatch.setattr(parsing, "BLOCK_BYTES", 64)
+    monkeypatch.setattr(parsing, "MAX_ROW_BYTES", 256)
+    text = "".join(f'u{n}@example.com,"Name {n}\r\nwith a line end",{n}\r' for n in range(200))
+    data = text.encode("utf-8")
+    blocks = list(parsing.cut_blocks("mac.csv", iter([data[at:at + 50] for at in range(0, len(data), 50)]), 0, 1))
+    assert [row for block in blocks for row in block.rows] == list(csv.reader(io.StringIO(text, newline="")))
+    assert len(blocks) > 50  # cut at its CRs, each block within its bound
+    assert all(block.end - block.start <= 256 for block in blocks)
+    numbers = [block.first_row for block in blocks]
+    assert numbers == [1 + sum(len(b.rows) for b in blocks[:at]) for at in range(len(blocks))]
 
 
 def test_a_chunk_boundary_falls_just_past_the_rows_before_it_whatever_the_line_ends(monkeypatch):
