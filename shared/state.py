@@ -140,13 +140,18 @@ def _read_versioned(container: ContainerClient, path: str) -> tuple[Any | None, 
     return json.loads(download.readall()), download.properties.etag
 
 
-def _write_json(container: ContainerClient, path: str, document: Any, etag: str | None = None) -> bool:
-    """Store `document`; with `etag`, only over that version: False, nothing written, if it changed since."""
-    condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+def _write_json(container: ContainerClient, path: str, document: Any, etag: str | None = None,
+                new: bool = False) -> bool:
+    """Store `document`; with `etag`, only over that version, with `new` only where none is
+    stored yet: False, nothing written, when that condition no longer holds."""
+    if etag:
+        condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+    else:
+        condition = {"match_condition": MatchConditions.IfMissing} if new else {}
     try:
         container.upload_blob(path, json.dumps(document, indent=2, sort_keys=False).encode("utf-8"), overwrite=True,
                               **condition)
-    except ResourceModifiedError as error:
+    except (ResourceModifiedError, ResourceExistsError) as error:
         release_frames(error)
         return False
     return True
@@ -379,11 +384,12 @@ class RunStore:
     def prefix(export: str, run_id: str) -> str:
         return f"{export}/{run_id}"
 
-    def write_plan(self, plan: dict[str, Any], *, etag: str | None = None) -> bool:
+    def write_plan(self, plan: dict[str, Any], *, etag: str | None = None, new: bool = False) -> bool:
         """Store the run's plan; with `etag` (as `plan_and_etag` read it) only if it is still
-        that version: False, and nothing written, when another execution wrote it since."""
+        that version, with `new` only if the run has none yet: False, and nothing written,
+        when another execution wrote it since."""
         return _write_json(self._container, f"{self.prefix(plan['export']['name'], plan['run_id'])}/plan.json",
-                           plan, etag)
+                           plan, etag, new)
 
     def plan_and_etag(self, export: str, run_id: str) -> tuple[dict[str, Any] | None, str | None]:
         """The run's plan as stored, and the version it is (for `write_plan`)."""

@@ -89,7 +89,11 @@ def plan_run(request: dict[str, Any], services: Services) -> dict[str, Any]:
     except (DefinitionError, PlanError, SegmentError) as error:
         plan["status"], plan["error"], plan["complete"] = "failed", str(error), True
         plan["chunks"] = []
-    services.runs.write_plan(plan)
+    # Only where no plan is stored yet: another execution of this activity (they run at
+    # least once) that planned the same part and ended first may have had its next part
+    # stored over it since; this one's first part must not take the plan back.
+    if not services.runs.write_plan(plan, new=True):
+        return summary(services.runs.plan(request["export"]["name"], request["run_id"]))
     return summary(plan)
 
 
