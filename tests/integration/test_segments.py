@@ -119,9 +119,10 @@ def test_missing_segment_empty_file_and_blank_header_are_clear_errors(storage, u
         storage.segments.info(f"{unique}/blank.csv")
 
 
-def test_an_unterminated_quote_is_a_clear_error(storage, unique):
-    path = upload_segment(storage, f"{unique}/open-quote.csv", 'Email,Note\nana@example.com,"never closed\n')
-    with pytest.raises(SegmentError, match="malformed CSV"):
+def test_an_unterminated_quote_is_a_clear_error_naming_its_row(storage, unique):
+    path = upload_segment(storage, f"{unique}/open-quote.csv",
+                          'Email,Note\nana@example.com,fine\nbo@example.com,"never closed\ncy@example.com,x\n')
+    with pytest.raises(SegmentError, match=r"malformed CSV at row 2 .*a quote opened there is never closed"):
         read_all(storage, path)
 
 

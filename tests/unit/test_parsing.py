@@ -12,8 +12,8 @@ from shared.segments import FlatRows, SegmentError, parsing
 
 def _segment_text(rng: random.Random) -> str:
     """Rows of one usual width with some of another, blank lines, LF, CRLF or both, lone
-    CRs (also as the only line end: old Mac files), quoted fields, non-ASCII, with or
-    without a final line end."""
+    CRs (also as the only line end: old Mac files), quoted fields, quotes inside unquoted
+    fields, non-ASCII, with or without a final line end."""
     width = rng.choice([1, 2, 3, 5])
     line_end = rng.choice(["\n", "\r\n", "\r", None])  # None: each line its own
     lines = []
@@ -26,6 +26,8 @@ def _segment_text(rng: random.Random) -> str:
             value = "".join(rng.choice("ab@. xé") for _ in range(rng.randint(0, 5)))
             if rng.random() < 0.03:
                 value = f"{value}\r{value}"
+            if rng.random() < 0.03 and value:  # a quote inside an unquoted field (5'11"): csv keeps it
+                value = value[:1] + '"' + value[1:]
             if rng.random() < 0.03:
                 value = '"' + value.replace('"', '""') + '"'
             fields.append(value)
@@ -75,6 +77,33 @@ def test_a_file_whose_rows_end_in_a_lone_cr_is_cut_into_blocks_like_any_other(mo
     assert all(block.end - block.start <= 256 for block in blocks)
     numbers = [block.first_row for block in blocks]
     assert numbers == [1 + sum(len(b.rows) for b in blocks[:at]) for at in range(len(blocks))]
+
+
+def test_a_quote_inside_an_unquoted_field_does_not_make_the_rest_of_the_file_one_block(monkeypatch):
+    """`Ann 5'11" tall` is one field for csv. Counting quotes to find row ends, every
+    newline after it looked quoted: the block grew to the end of the file, every newline
+    counted again at each growth (a 2 MB file took 74 s), and past MAX_ROW_BYTES the file
+    was refused as "a quote is probably never closed"."""
+    monkeypatch.setattr(parsing, "BLOCK_BYTES", 256)
+    monkeypatch.setattr(parsing, "MAX_ROW_BYTES", 4096)
+    height = "Ann 5'11\" tall"
+    rows = [f"u{n}@example.com,{height if n % 50 == 1 else n}" for n in range(2000)]
+    text = "\n".join(rows) + "\n"
+    data = text.encode("utf-8")
+    blocks = list(parsing.cut_blocks("a.csv", iter([data[at:at + 1000] for at in range(0, len(data), 1000)]), 0, 1))
+    assert [row for block in blocks for row in block.rows] == list(csv.reader(io.StringIO(text, newline="")))
+    assert max(block.end - block.start for block in blocks) <= 4 * 256
+
+
+def test_a_field_longer_than_the_csv_modules_default_limit_is_read(monkeypatch):
+    """csv refuses fields over 128 KB by default: a file with one long quoted note was
+    refused whole as "malformed CSV"."""
+    note = "n" * 300_000
+    text = f'Email,Notes\na@example.com,"{note}, quoted"\nb@example.com,short\n'
+    data = text.encode("utf-8")
+    blocks = list(parsing.cut_blocks("a.csv", iter([data]), 0, 1))
+    assert [row for block in blocks for row in block.rows] == [
+        ["Email", "Notes"], ["a@example.com", f"{note}, quoted"], ["b@example.com", "short"]]
 
 
 def test_a_chunk_boundary_falls_just_past_the_rows_before_it_whatever_the_line_ends(monkeypatch):
