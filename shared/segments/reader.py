@@ -36,21 +36,27 @@ class SegmentInfo:
 
 
 def resolve_columns(path: str, header: list[str], mapping: Mapping[str, str]) -> dict[str, int]:
-    """Map each role's column name to its index in `header`; SegmentError lists what is missing."""
-    index = {}
+    """Map each role's column name to its index in `header`; SegmentError lists what is
+    missing, and a mapped name the header holds more than once (which one is meant?)."""
+    index: dict[str, list[int]] = {}
     for position, name in enumerate(header):
-        index.setdefault(name.strip().lower(), position)
-    resolved, missing = {}, []
+        index.setdefault(name.strip().lower(), []).append(position)
+    resolved, missing, ambiguous = {}, [], []
     for role, column in mapping.items():
-        position = index.get(column.strip().lower())
-        if position is None:
+        positions = index.get(column.strip().lower())
+        if positions is None:
             missing.append(column)
+        elif len(positions) > 1:
+            ambiguous.append(f'"{column}" (columns {", ".join(str(p + 1) for p in positions)})')
         else:
-            resolved[role] = position
+            resolved[role] = positions[0]
     if missing:
         names = ", ".join(f'"{m}"' for m in missing)
         existing = ", ".join(f'"{h}"' for h in header)
         raise SegmentError(f"segment {path}: mapped column(s) {names} not found; the file has {existing}")
+    if ambiguous:
+        raise SegmentError(f"segment {path}: the header names mapped column(s) {', '.join(ambiguous)} more than "
+                           "once (names match ignoring case and spaces): rename the copies or map another column")
     return resolved
 
 
@@ -71,6 +77,9 @@ class SegmentReader:
         if size == 0:
             raise SegmentError(f"segment {path} is empty: expected a header row and data rows")
         head = blob.download_blob(offset=0, length=min(size, 3)).readall()
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # UTF-32's marks start so too
+            raise SegmentError(f"segment {path} is UTF-16 or UTF-32 encoded (its byte order mark says so): "
+                               "save it as UTF-8 (with or without BOM)")
         start = len(_BOM) if head.startswith(_BOM) else 0
         # The header is read from a small range first; only an absurdly long one needs more.
         for limit in (min(size, HEADER_BYTES), size):
@@ -82,6 +91,9 @@ class SegmentReader:
                 continue  # the header row did not end within this range
             if not any(name.strip() for name in block.rows[0]):
                 raise SegmentError(f"segment {path}: the header row is blank")
+            if any("\x00" in name for name in block.rows[0]):
+                raise SegmentError(f"segment {path}: the header row holds NUL bytes, as a file encoded in UTF-16 "
+                                   "without a byte order mark would: save it as UTF-8")
             return SegmentInfo(path, size, properties.etag, block.rows[0], end)
         raise SegmentError(f"segment {path} has no header row")
 

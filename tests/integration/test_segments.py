@@ -119,6 +119,24 @@ def test_missing_segment_empty_file_and_blank_header_are_clear_errors(storage, u
         storage.segments.info(f"{unique}/blank.csv")
 
 
+def test_a_mapped_column_named_twice_in_the_header_is_a_clear_error(storage, unique):
+    """`Email` and `email` both match the mapping: reading the first one silently skipped
+    rows whose address was in the other."""
+    with pytest.raises(SegmentError, match=r'"Email" \(columns 1, 3\) more than once'):
+        resolve_columns("a.csv", ["Email", "Name", "email "], {"email": "Email", "attribute:name": "Name"})
+    assert resolve_columns("a.csv", ["Email", "Name", "name"], {"email": "Email"}) == {"email": 0}  # unmapped: fine
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-16-le", "utf-32"])
+def test_a_file_not_in_utf8_is_named_as_such_not_as_missing_columns(storage, unique, encoding):
+    """A UTF-16 file was reported as lacking its mapped columns, with NUL bytes in the message."""
+    path = upload_segment(storage, f"{unique}/{encoding}.csv",
+                          "CustomerId,Email\r\nC1,a@example.com\r\n".encode(encoding))
+    with pytest.raises(SegmentError, match="UTF-(16|32).*save it as UTF-8") as raised:
+        storage.segments.info(path)
+    assert "\x00" not in str(raised.value)
+
+
 def test_an_unterminated_quote_is_a_clear_error_naming_its_row(storage, unique):
     path = upload_segment(storage, f"{unique}/open-quote.csv",
                           'Email,Note\nana@example.com,fine\nbo@example.com,"never closed\ncy@example.com,x\n')
