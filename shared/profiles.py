@@ -99,10 +99,18 @@ def email_keys(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
         invalid = truthy_positions(_EMAIL_LINES.sub("", joined).split("\n"))  # what is left of a line
     else:  # an address holding a line break, or too long: one at a time
         invalid = [index for index, email in enumerate(emails) if email and not _EMAIL.fullmatch(email)]
+    reasons = {index: email_problem(emails[index]) for index in invalid}
+    if not "".join(values).isascii():
+        # The Kelvin sign (U+212A) lowercases to an ASCII "k": checked lowercased, an address
+        # holding one passed as another person's.
+        for index, value in enumerate(values):
+            if not value.isascii() and emails[index].isascii() and index not in reasons:
+                invalid.append(index)
+                reasons[index] = "invalid email: non-ASCII characters"
     keys: list[str | None] = list(emails)
     for index in invalid + blank_positions(emails):
         keys[index] = None
-    return keys, {index: email_problem(emails[index]) for index in invalid}
+    return keys, reasons
 
 
 def is_sha256_hex(value: str) -> bool:

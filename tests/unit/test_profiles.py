@@ -67,6 +67,14 @@ def test_a_block_of_addresses_is_checked_as_each_one_alone(extra):
         assert reasons.get(index) == problem, value
 
 
+def test_an_address_that_lowercases_to_another_persons_is_refused():
+    """The Kelvin sign (U+212A) lowercases to ASCII "k": checked lowercased, "\u212aim@x.com"
+    was delivered as kim@x.com, an address that was not in the segment."""
+    keys, reasons = email_keys(["\u212aim@example.com", "kim@example.com", "zoë@example.com"])
+    assert keys == [None, "kim@example.com", None]
+    assert reasons == {0: "invalid email: non-ASCII characters", 2: "invalid email: non-ASCII characters"}
+
+
 def test_hash_is_lowercase_hex_sha256_of_the_normalised_value():
     assert sha256_hex("ana@example.com") == hashlib.sha256(b"ana@example.com").hexdigest()
 
