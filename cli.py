@@ -88,6 +88,7 @@ def _run(args: argparse.Namespace, workers) -> int:
     from runner.runs import run_export, run_status
     from shared.config import DefinitionError
     from shared.engine import Services
+    from shared.engine.starts import UnknownRun
 
     try:
         document, definitions = _definitions(args.config)
@@ -105,6 +106,10 @@ def _run(args: argparse.Namespace, workers) -> int:
     try:
         report = run_export(dict(export.document), dict(connection.document),
                             on_activity=progress.track(export.name), resume=args.resume, workers=workers)
+    except UnknownRun as error:
+        progress.close()
+        print(error, file=sys.stderr)
+        return 2
     except Exception as error:  # storage unreachable and the like: say what, without a traceback
         progress.close()
         print(f"run of {export.name} could not finish: {type(error).__name__}: {error}", file=sys.stderr)

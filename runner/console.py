@@ -72,6 +72,9 @@ class Progress:
                 if function in ("plan_run", "plan_next_part"):  # the plan so far, its parts read
                     run.chunks, run.rows = result.get("chunks", 0), result.get("rows", 0)
                     run.planned = result.get("complete", True)
+                    if run.run_id is None and result.get("run_id"):  # said at once: a run killed can be resumed
+                        self._announce(f"{label}: run {result['run_id']} (after an interruption, continue it "
+                                       f"with --resume {result['run_id']})")
                     run.export, run.run_id = result.get("export"), result.get("run_id")
                 elif function == "export_chunk":
                     run.chunks_done += 1
@@ -89,6 +92,15 @@ class Progress:
         self._stopped.set()
         with self._lock:
             self._draw(final=True)
+
+    def _announce(self, text: str) -> None:
+        """A line of its own above the progress lines, which are drawn again below it."""
+        if self._stream.isatty() and self._drawn:
+            self._stream.write(f"\x1b[{self._drawn}F\x1b[J")  # up to the progress lines, cleared
+            self._drawn = 0
+        self._stream.write(text + "\n")
+        self._stream.flush()
+        self._last = 0.0
 
     def _line(self, run: _Run, label_width: int, elapsed: float) -> str:
         # The ended chunks' counts, or the polled status where it is ahead (it counts the

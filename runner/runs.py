@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.engine import Services, progress
-from shared.engine.starts import instance_id, run_request
+from shared.engine.starts import check_resumable, instance_id, run_request
 
 from .orchestration import LocalRunner
 from .workers import Workers
@@ -21,11 +21,14 @@ def run_export(export: dict[str, Any], connection: dict[str, Any] | None, *,
     """Run `export` (a document) through `connection`; returns the run's report.
 
     Drives function_app's `export_run` orchestration exactly as the Durable host would.
-    `resume` names an interrupted run to continue: confirmed batches are not sent again.
+    `resume` names an interrupted run to continue: confirmed batches are not sent again
+    (UnknownRun if the export has no such run).
     `workers`: worker processes for its chunk activities (`runner.workers`); none, all in this process.
     """
     import function_app  # the app itself: its orchestrators and activities are what runs
 
+    if resume is not None:
+        check_resumable(export["name"], resume, Services.current())  # UnknownRun
     request = run_request(export["name"], trigger=trigger, requested_by=_user(), export=export,
                           connection=connection, run_id=resume)
     with LocalRunner(function_app.app, max_activities=max_activities, on_result=on_activity, workers=workers) as runner:

@@ -7,17 +7,22 @@ racing the first on the same audience.
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 from typing import Any
 
 from .services import Services
 
-__all__ = ["UnknownExport", "instance_id", "new_run_id", "run_request"]
+__all__ = ["UnknownExport", "UnknownRun", "check_resumable", "instance_id", "new_run_id", "run_request"]
 
 
 class UnknownExport(KeyError):
     """No export of that name is defined."""
+
+
+class UnknownRun(LookupError):
+    """No run of that id to resume; the message lists the export's latest runs."""
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -45,3 +50,16 @@ def run_request(export_name: str, *, trigger: str, requested_by: str | None, ser
         connection = services.definitions.connection_document(str(export.get("connection")))
     return {"run_id": run_id or new_run_id(), "export": export, "connection": connection, "trigger": trigger,
             "requested_by": requested_by, "requested_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
+
+
+def check_resumable(export_name: str, run_id: str, services: Services) -> None:
+    """Raise UnknownRun unless `run_id` is a run of the export that was planned (so it can
+    go on): resuming a mistyped id started a new run under that id, sending every row again."""
+    if not _RUN_ID.fullmatch(run_id) or services.runs.plan(export_name, run_id) is None:
+        latest = services.runs.run_ids(export_name)[:5]
+        known = f"its latest runs: {', '.join(latest)}" if latest else "it has no runs yet"
+        raise UnknownRun(f'export "{export_name}" has no run "{run_id}" to resume; {known}')
+
+
+# What run ids look like (`new_run_id`), loosely: a path in storage, so no "/" nor "..".
+_RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,79}")

@@ -69,11 +69,34 @@ def test_run_exports_prints_the_summary_and_writes_the_report(app_env, stand_ins
     config = write_definitions(tmp_path, stand_ins, [export])
     report_file = tmp_path / "report.json"
     assert cli.main(["run", "--config", config, "--export", export["name"], "--report", str(report_file)]) == 0
-    out = capsys.readouterr().out
+    printed = capsys.readouterr()
+    out = printed.out
     assert f"cli-{unique}" in out and "succeeded" in out and "duplicate of an earlier row" in out
     report = json.loads(report_file.read_text())
     assert (report["destination"]["delivered"], report["destination"]["rejected"],
             report["destination"]["skipped"]) == (1, 1, 1)
+    # Said as soon as the plan's first part is stored, before anything is sent: a run
+    # killed later can be resumed without looking for its id in storage.
+    announced = f"cli-{unique}: run {report['run_id']} (after an interruption, continue it with --resume"
+    assert printed.err.splitlines()[0].startswith(announced)
+
+
+def test_resuming_a_run_that_does_not_exist_starts_nothing(app_env, stand_ins, storage, unique, tmp_path, capsys):
+    """A mistyped --resume id started a whole new run under that id, every row sent again."""
+    path = upload_segment(storage, f"{unique}/c.csv", "Email\nana@example.com\n")
+    export = {"name": f"cli-{unique}", "display_name": "CLI", "connection": "sandbox-snapchat", "segments": [path],
+              "target": {"audience_id": AUDIENCE_ID}, "matching": {"email": "Email"}}
+    config = write_definitions(tmp_path, stand_ins, [export])
+    assert cli.main(["run", "--config", config, "--export", export["name"]]) == 0
+    capsys.readouterr()
+    (earlier,) = storage.runs.run_ids(export["name"])
+    requests = len(stand_ins.snapchat.requests("POST"))
+    for typo in ("20990101T000000Z-nope", "../other-export/x"):
+        assert cli.main(["run", "--config", config, "--export", export["name"], "--resume", typo]) == 2
+        assert (f'export "cli-{unique}" has no run "{typo}" to resume; its latest runs: {earlier}'
+                in capsys.readouterr().err)
+    assert storage.runs.run_ids(export["name"]) == [earlier]
+    assert len(stand_ins.snapchat.requests("POST")) == requests
 
 
 def test_run_of_an_unknown_export_names_the_defined_ones(app_env, stand_ins, tmp_path, capsys):

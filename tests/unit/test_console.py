@@ -65,3 +65,23 @@ def test_a_chunk_still_sending_moves_the_counts_through_the_polled_status():
     hook("finish_run", {}, {})
     progress.close()
     assert "[##########] 1/1 chunks  10,000/10,000 rows  delivered 9,500" in _lines(stream)[-1]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_run_id_is_written_above_the_progress_lines_not_over_them():
+    stream = _Terminal()
+    progress = Progress(stream, width=10)
+    first, second = progress.track("a"), progress.track("b")
+    first("plan_run", {}, {"chunks": 1, "rows": 10, "complete": True, "export": "a", "run_id": "R1"})
+    second("plan_run", {}, {"chunks": 1, "rows": 10, "complete": True, "export": "b", "run_id": "R2"})
+    progress.close()
+    # Each announcement clears the progress lines drawn so far; they are drawn again below it.
+    screen = stream.getvalue()
+    assert "a: run R1 (after an interruption, continue it with --resume R1)\n" in screen
+    after = screen.split("b: run R2 (after an interruption, continue it with --resume R2)\n")[1]
+    assert screen.split("b: run R2")[0].endswith("\x1b[2F\x1b[J")  # up over the two lines drawn, cleared
+    assert after.count("\x1b[2Ka ") >= 1 and after.count("\x1b[2Kb ") >= 1
