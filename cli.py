@@ -155,9 +155,13 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.server import Faults
     from shared.memory import collect_cycles_less_often
 
+    try:
+        faults = Faults.of(json.loads(args.faults)) if args.faults else None
+    except ValueError as error:  # JSON's decode error is one too
+        print(f"sandbox --faults: {error}", file=sys.stderr)
+        return 2
     _stop_on_sigterm()
     collect_cycles_less_often()
-    faults = Faults(**json.loads(args.faults)) if args.faults else None
     with Sandbox(rate_limited=not args.unthrottled, faults=faults, latency_s=args.latency_ms / 1000,
                  tls=args.tls) as sandbox:
         for name, stand_in in sandbox.stand_ins.items():

@@ -147,8 +147,9 @@ def list_runs(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="exports", methods=["GET"])
 def list_exports(req: func.HttpRequest) -> func.HttpResponse:
     documents = Services.current().definitions.documents("exports")
-    return _json(200, {"exports": [{key: d.get(key) for key in ("name", "display_name", "connection", "enabled")}
-                                   for d in documents]})
+    return _json(200, {"exports": [{"name": d.get("name"), "display_name": d.get("display_name"),
+                                    "connection": d.get("connection"), "enabled": d.get("enabled", True)}
+                                   for d in documents]})  # enabled unless it says otherwise, as the timer reads it
 
 
 @app.route(route="connections", methods=["GET"])

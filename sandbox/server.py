@@ -134,6 +134,27 @@ class Faults:
     def any(self) -> bool:
         return any((self.throttle, self.server_error, self.slow, self.drop_before, self.drop_after, self.expire_token))
 
+    @classmethod
+    def of(cls, settings: Any) -> Faults:
+        """Faults from a JSON object's settings (`sandbox --faults`, `/__sandbox__/faults`);
+        ValueError saying what is wrong with them."""
+        if not isinstance(settings, dict):
+            raise ValueError('faults must be a JSON object, e.g. {"throttle": 0.1, "server_error": 0.05}')
+        known = {name: kind for name, kind in cls.__annotations__.items()}
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ValueError(f"unknown fault setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        for name, value in settings.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, not {value!r}")
+            if name == "seed" and not isinstance(value, int):
+                raise ValueError(f"seed must be a whole number, not {value!r}")
+            if known[name] == "float" and name not in ("slow_s", "throttle_wait_s") and not 0 <= value <= 1:
+                raise ValueError(f"{name} is a rate per request, from 0 to 1, not {value!r}")
+            if value < 0:
+                raise ValueError(f"{name} must not be negative, not {value!r}")
+        return cls(**settings)
+
 
 class Window:
     """A vendor's rate limit: at most `limit` requests per `seconds`, fixed or sliding window."""
@@ -436,8 +457,12 @@ class StandIn:
                                       "throttle_window_arrivals": self.throttle_window_arrivals,
                                       "faults": asdict(self.faults), "faults_injected": dict(injected)})
         if action == "faults" and request.method == "POST":
+            try:
+                faults = Faults.of(request.json())
+            except ValueError as error:  # orjson's decode error is a ValueError too
+                return self.bad_request(str(error))
             with self.lock:
-                self.faults = Faults(**request.json())
+                self.faults = faults
                 self._random = random.Random(self.faults.seed)
             return Response(204)
         if action == "reset" and request.method == "POST":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import cli
 from sandbox.bundle import AUDIENCE_ID
 from tests.support import upload_segment
@@ -112,3 +114,16 @@ def test_the_demo_verifies_every_audience_against_the_generated_segment(monkeypa
     out = capsys.readouterr().out
     assert out.count(" OK") == 5
     assert "Demo passed" in out
+
+
+@pytest.mark.parametrize(("faults", "said"), [
+    ('{"sever_error": 1.0}', "unknown fault setting(s) sever_error; known: throttle, server_error"),
+    ("{server_error: 1}", "Expecting property name"),
+    ('{"server_error": 5}', "server_error is a rate per request, from 0 to 1, not 5"),
+    ('{"seed": 1.5}', "seed must be a whole number"),
+    ('[0.1]', "faults must be a JSON object"),
+])
+def test_sandbox_faults_that_cannot_be_used_are_a_clear_error_not_a_traceback(faults, said, capsys):
+    assert cli.main(["sandbox", "--faults", faults]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sandbox --faults: ") and said in err and "Traceback" not in err

@@ -214,6 +214,15 @@ def test_the_schedule_starts_one_run_per_enabled_export(defined, unique):
     assert all(run_input["trigger"] == "timer" for _, _, run_input in client.started)
 
 
+def test_the_export_list_says_enabled_as_the_schedule_reads_it(defined, unique):
+    """An export without `enabled` is run by the schedule: the list said `null` for it."""
+    store = Services.current().storage.definitions(SPECS, allow_local=True)
+    store.put_export({**defined, "name": f"off-{unique}", "enabled": False})
+    listed = {e["name"]: e for e in json.loads(call("list_exports", "GET", "/api/exports", {}).get_body())["exports"]}
+    assert "enabled" not in defined and listed[defined["name"]]["enabled"] is True
+    assert listed[f"off-{unique}"]["enabled"] is False
+
+
 def test_the_schedule_leaves_an_export_that_is_still_running(defined):
     client = DurableClient(running=True)
     timer = function_app.scheduled_exports.build().get_user_function().__wrapped__

@@ -154,3 +154,13 @@ def test_a_request_at_the_announced_reset_second_is_not_counted_as_ignoring_the_
     stand_in._answer(request, float(reset))
     stand_in._answer(request, reset - 0.01)
     assert stand_in.requests_in_throttle_window == 1  # only the one before the named second
+
+
+def test_faults_that_cannot_be_used_are_refused_with_a_reason_and_change_nothing(api):
+    inject(api, throttle=0.5)
+    for body, said in ((b'{"sever_error": 1}', "unknown fault setting(s) sever_error"),
+                       (b'{"server_error": 2}', "server_error is a rate per request, from 0 to 1"),
+                       (b"not json", "")):
+        answer = requests.post(f"{api.url}/__sandbox__/faults", data=body, timeout=5)
+        assert answer.status_code == 400 and said in answer.json()["message"]
+    assert requests.get(f"{api.url}/__sandbox__/state", timeout=5).json()["faults"]["throttle"] == 0.5
