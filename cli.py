@@ -85,6 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, workers) -> int:
     from runner.console import Progress, summary_table
+    from runner.holds import RunInProgress
     from runner.runs import run_export, run_status
     from shared.config import DefinitionError
     from shared.engine import Services
@@ -106,7 +107,7 @@ def _run(args: argparse.Namespace, workers) -> int:
     try:
         report = run_export(dict(export.document), dict(connection.document),
                             on_activity=progress.track(export.name), resume=args.resume, workers=workers)
-    except UnknownRun as error:
+    except (UnknownRun, RunInProgress) as error:
         progress.close()
         print(error, file=sys.stderr)
         return 2

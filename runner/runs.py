@@ -9,6 +9,7 @@ from typing import Any
 from shared.engine import Services, progress
 from shared.engine.starts import check_resumable, instance_id, run_request
 
+from .holds import export_hold
 from .orchestration import LocalRunner
 from .workers import Workers
 
@@ -22,18 +23,22 @@ def run_export(export: dict[str, Any], connection: dict[str, Any] | None, *,
 
     Drives function_app's `export_run` orchestration exactly as the Durable host would.
     `resume` names an interrupted run to continue: confirmed batches are not sent again
-    (UnknownRun if the export has no such run).
+    (UnknownRun if the export has no such run). One local run of an export at a time
+    (`runner.holds`): RunInProgress while another holds it.
     `workers`: worker processes for its chunk activities (`runner.workers`); none, all in this process.
     """
     import function_app  # the app itself: its orchestrators and activities are what runs
 
-    if resume is not None:
-        check_resumable(export["name"], resume, Services.current())  # UnknownRun
-    request = run_request(export["name"], trigger=trigger, requested_by=_user(), export=export,
-                          connection=connection, run_id=resume)
-    with LocalRunner(function_app.app, max_activities=max_activities, on_result=on_activity, workers=workers) as runner:
-        runner.run("export_run", request, instance_id(export["name"]))
-    return Services.current().runs.report(export["name"], request["run_id"])
+    services = Services.current()
+    with export_hold(services.storage.container("export-runs"), export["name"]):  # RunInProgress
+        if resume is not None:
+            check_resumable(export["name"], resume, services)  # UnknownRun
+        request = run_request(export["name"], trigger=trigger, requested_by=_user(), export=export,
+                              connection=connection, run_id=resume)
+        with LocalRunner(function_app.app, max_activities=max_activities, on_result=on_activity,
+                         workers=workers) as runner:
+            runner.run("export_run", request, instance_id(export["name"]))
+    return services.runs.report(export["name"], request["run_id"])
 
 
 def _user() -> str:

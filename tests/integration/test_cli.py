@@ -83,6 +83,25 @@ def test_run_exports_prints_the_summary_and_writes_the_report(app_env, stand_ins
     assert printed.err.splitlines()[0].startswith(announced)
 
 
+def test_a_second_local_run_of_an_export_at_once_is_refused_and_sends_nothing(app_env, stand_ins, storage, unique,
+                                                                             tmp_path, capsys):
+    """Two local runs of one export at once (a scheduled job overlapping the one before)
+    sent every row twice; the second is now refused, naming who holds the export."""
+    from runner.holds import export_hold
+
+    path = upload_segment(storage, f"{unique}/c.csv", "Email\nana@example.com\n")
+    export = {"name": f"cli-{unique}", "display_name": "CLI", "connection": "sandbox-snapchat", "segments": [path],
+              "target": {"audience_id": AUDIENCE_ID}, "matching": {"email": "Email"}}
+    config = write_definitions(tmp_path, stand_ins, [export])
+    sent_before = len(stand_ins.snapchat.requests("POST"))
+    with export_hold(storage.container("export-runs"), export["name"]):  # the run going on
+        assert cli.main(["run", "--config", config, "--export", export["name"]]) == 2
+        said = capsys.readouterr().err
+        assert f'export "cli-{unique}" is being run already, by ' in said and "(process " in said
+    assert storage.runs.run_ids(export["name"]) == [] and len(stand_ins.snapchat.requests("POST")) == sent_before
+    assert cli.main(["run", "--config", config, "--export", export["name"]]) == 0  # once it ended
+
+
 def test_resuming_a_run_that_does_not_exist_starts_nothing(app_env, stand_ins, storage, unique, tmp_path, capsys):
     """A mistyped --resume id started a whole new run under that id, every row sent again."""
     path = upload_segment(storage, f"{unique}/c.csv", "Email\nana@example.com\n")
