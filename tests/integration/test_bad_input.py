@@ -56,6 +56,17 @@ def test_a_header_without_rows(app_env, stand_ins, storage, unique):
     assert report["error"] == f"the export's segments hold no data rows (only a header): {path}"
 
 
+def test_one_of_several_segments_with_only_a_header_is_a_warning(app_env, stand_ins, storage, unique):
+    """The others are exported; the file with no rows (an upstream extract that broke off
+    looks just like it) is named in the report, where it passed unremarked."""
+    full = upload_segment(storage, f"{unique}/full.csv", GOOD)
+    empty = upload_segment(storage, f"{unique}/new-this-week.csv", "CustomerId,Email,Notes\n")
+    report = run("omnisend", unique, full, stand_ins, segments=[full, empty])
+    assert (report["status"], report["destination"]["delivered"]) == ("succeeded", 2)
+    assert report["destination"]["warnings"] == [
+        f"segment {empty} holds no data rows (only a header): check that upstream wrote it completely"]
+
+
 def test_a_mapped_column_that_is_missing(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/columns.csv", "Mail,Notes\nana@example.com,x\n")
     report = run("campaign_monitor", unique, path, stand_ins)
