@@ -18,8 +18,10 @@ import gc
 import getpass
 import json
 import os
+import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,9 @@ def load_local_settings(path: Path = ROOT / "local.settings.json") -> None:
         os.environ.setdefault(key, str(value))
 
 
-def _definitions(path: str) -> tuple[dict[str, Any], Any]:
+def _definitions(path: str, stored: Callable[[str], dict[str, Any] | None] | None = None) -> tuple[dict[str, Any], Any]:
+    """The file's document and its definitions, validated; with `stored` (a connection's
+    stored document by name), its exports may name connections stored before."""
     from destinations import SPECS
     from shared.config import DefinitionError, Problem, parse_definitions
     from shared.settings import AppSettings
@@ -50,7 +54,20 @@ def _definitions(path: str) -> tuple[dict[str, Any], Any]:
         raise DefinitionError([Problem("definitions", "(file)", f"is not JSON: {error.msg} at line {error.lineno} "
                                                                  f"column {error.colno}")]) from None
     allow_local = AppSettings.from_env().allow_local_endpoints
-    return document, parse_definitions(document, SPECS, allow_local=allow_local)
+    checked = document
+    if stored is not None and isinstance(document, dict) and isinstance(document.get("connections", []), list):
+        # Checked with the stored connections its exports name (not stored again): a file of
+        # exports alone was refused, their connections "unknown".
+        named = {c.get("name") for c in document.get("connections", []) if isinstance(c, dict)}
+        exports = document.get("exports") if isinstance(document.get("exports"), list) else []
+        wanted = sorted({e.get("connection") for e in exports if isinstance(e, dict)} - named, key=str)
+        found = [found for name in wanted if isinstance(name, str) and _NAME.fullmatch(name)
+                 and (found := stored(name)) is not None]
+        checked = {**document, "connections": document.get("connections", []) + found}
+    return document, parse_definitions(checked, SPECS, allow_local=allow_local)
+
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # what can be a stored connection's name (shared.config's rule)
 
 
 def _print_problems(path: str, error: Any) -> None:
@@ -129,14 +146,14 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from shared.config import DefinitionError, record_consent
     from shared.engine import Services
 
-    try:  # the whole file is checked before anything is stored: none or all of it
-        document, _ = _definitions(args.config)
-    except DefinitionError as error:
-        _print_problems(args.config, error)
-        return 1
     services = Services.current()
     services.storage.ensure_containers()
     store = services.storage.definitions(SPECS, services.settings.allow_local_endpoints)
+    try:  # the whole file is checked before anything is stored: none or all of it
+        document, _ = _definitions(args.config, stored=store.connection_document)
+    except DefinitionError as error:
+        _print_problems(args.config, error)
+        return 1
     try:
         publisher = f"{getpass.getuser()} (cli.py publish)"
     except (KeyError, OSError):  # no user name in this environment (a container without one)

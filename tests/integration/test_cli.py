@@ -8,7 +8,7 @@ import pytest
 
 import cli
 from sandbox.bundle import AUDIENCE_ID
-from tests.support import upload_segment
+from tests.support import connection_of, upload_segment
 
 
 def write_definitions(tmp_path, stand_ins, exports):
@@ -48,6 +48,31 @@ def test_publish_stores_nothing_from_an_invalid_file_and_says_why(app_env, tmp_p
     assert f'connection "x-{unique}": settings.rest_endpoint: is required' in err and "Traceback" not in err
     store = Services.current().storage.definitions(SPECS, allow_local=True)
     assert f"x-{unique}" not in {document.get("name") for document in store.documents("connections")}
+
+
+def test_publish_takes_a_file_of_exports_alone_on_connections_stored_before(app_env, stand_ins, tmp_path, capsys,
+                                                                           unique):
+    """Its exports were refused, their connections "unknown (known: none defined)"; the
+    stored connection is checked with them, and not stored again."""
+    from destinations import SPECS
+    from shared.engine import Services
+
+    connection = {**connection_of(stand_ins, "snapchat"), "name": f"snap-{unique}"}
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps({"connections": [connection], "exports": []}))
+    assert cli.main(["publish", "--config", str(both)]) == 0
+    export = {"name": f"e-{unique}", "display_name": "E", "connection": connection["name"], "segments": ["a.csv"],
+              "target": {"audience_id": AUDIENCE_ID}, "matching": {"email": "Email"}}
+    exports_only = tmp_path / "exports.json"
+    exports_only.write_text(json.dumps({"exports": [export]}))
+    assert cli.main(["publish", "--config", str(exports_only)]) == 0
+    assert "stored 0 connection(s) and 1 export(s)" in capsys.readouterr().out
+    store = Services.current().storage.definitions(SPECS, allow_local=True)
+    assert store.export_document(export["name"]) == export
+    bad = tmp_path / "bad.json"  # an export on a connection stored nowhere is still refused
+    bad.write_text(json.dumps({"exports": [{**export, "connection": f"nope-{unique}"}]}))
+    assert cli.main(["publish", "--config", str(bad)]) == 1
+    assert f'names an unknown connection "nope-{unique}"' in capsys.readouterr().err
 
 
 def test_a_definitions_file_that_is_not_json_or_missing_is_one_clear_problem(tmp_path, capsys):
