@@ -3,6 +3,8 @@
     python cli.py run --config exports.json --export NAME [--report report.json] [--resume RUN_ID]
     python cli.py validate --config exports.json
     python cli.py publish --config exports.json      store the definitions in the exports container
+    python cli.py upload FILE --segment PATH         put a segment file in the segments container
+    python cli.py report --export NAME [--run RUN_ID] [--json]   a run's report (the latest), or its progress
     python cli.py sandbox [--write-config DIR] [--faults JSON]   the four vendor stand-ins, until Ctrl-C
     python cli.py demo [--profiles N]                the whole product on this machine (make demo)
 
@@ -168,6 +170,43 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upload(args: argparse.Namespace) -> int:
+    from shared.engine import Services
+
+    source = Path(args.file)
+    if not source.is_file():
+        print(f"upload: {source} is not a file", file=sys.stderr)
+        return 2
+    storage = Services.current().storage
+    storage.ensure_containers()
+    with source.open("rb") as data:  # streamed: a segment can be gigabytes
+        storage.container("segments").upload_blob(args.segment, data, overwrite=True, max_concurrency=4)
+    print(f"uploaded {source} ({source.stat().st_size:,} bytes) to segments/{args.segment}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from runner.console import summary_table
+    from shared.engine import Services, progress
+    from shared.engine.starts import looks_like_run_id
+
+    services = Services.current()
+    run_ids = services.runs.run_ids(args.export)
+    run_id = args.run or (run_ids[0] if run_ids else None)
+    found = progress(args.export, run_id, services) if run_id and looks_like_run_id(run_id) else None
+    if found is None:
+        known = f"its latest runs: {', '.join(run_ids[:5])}" if run_ids else "it has no runs yet"
+        print(f'export "{args.export}" has no run "{run_id}"; {known}' if run_id
+              else f'export "{args.export}" has no runs yet', file=sys.stderr)
+        return 2
+    if args.json or found["status"] == "running":  # a run going on: its progress as the HTTP API serves it
+        print(json.dumps(found, indent=2))
+    else:
+        print(summary_table([found]))
+        print(f"\nreport in export-runs/{args.export}/{run_id}/report.json")
+    return 0
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox.bundle import Sandbox
     from sandbox.server import Faults
@@ -239,6 +278,15 @@ def parser() -> argparse.ArgumentParser:
     publish = commands.add_parser("publish", help="validate and store definitions in the exports container")
     publish.add_argument("--config", required=True)
     publish.set_defaults(handler=cmd_publish)
+    upload = commands.add_parser("upload", help="put a segment file in the segments container")
+    upload.add_argument("file", help="the CSV file on this machine")
+    upload.add_argument("--segment", required=True, metavar="PATH", help="its path in the container, e.g. vip/a.csv")
+    upload.set_defaults(handler=cmd_upload)
+    report = commands.add_parser("report", help="show a run's report (the latest by default), or its progress")
+    report.add_argument("--export", required=True)
+    report.add_argument("--run", metavar="RUN_ID", help="a run of the export (default: its latest)")
+    report.add_argument("--json", action="store_true", help="the whole report.json")
+    report.set_defaults(handler=cmd_report)
     sandbox = commands.add_parser("sandbox", help="serve the four vendor stand-ins until Ctrl-C")
     sandbox.add_argument("--write-config", metavar="DIR", help="write connections and local secrets for them")
     sandbox.add_argument("--unthrottled", action="store_true", help="do not enforce the vendors' rate limits")

@@ -14,7 +14,8 @@ from typing import Any
 
 from .services import Services
 
-__all__ = ["UnknownExport", "UnknownRun", "check_resumable", "instance_id", "new_run_id", "run_request"]
+__all__ = ["UnknownExport", "UnknownRun", "check_resumable", "instance_id", "looks_like_run_id", "new_run_id",
+           "run_request"]
 
 
 class UnknownExport(KeyError):
@@ -55,11 +56,16 @@ def run_request(export_name: str, *, trigger: str, requested_by: str | None, ser
 def check_resumable(export_name: str, run_id: str, services: Services) -> None:
     """Raise UnknownRun unless `run_id` is a run of the export that was planned (so it can
     go on): resuming a mistyped id started a new run under that id, sending every row again."""
-    if not _RUN_ID.fullmatch(run_id) or services.runs.plan(export_name, run_id) is None:
+    if not looks_like_run_id(run_id) or services.runs.plan(export_name, run_id) is None:
         latest = services.runs.run_ids(export_name)[:5]
         known = f"its latest runs: {', '.join(latest)}" if latest else "it has no runs yet"
         raise UnknownRun(f'export "{export_name}" has no run "{run_id}" to resume; {known}')
 
 
-# What run ids look like (`new_run_id`), loosely: a path in storage, so no "/" nor "..".
+def looks_like_run_id(text: str) -> bool:
+    """What run ids look like (`new_run_id`), loosely: a part of a path in storage, so no
+    "/" nor "..", checked before it is used as one."""
+    return _RUN_ID.fullmatch(text) is not None
+
+
 _RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,79}")

@@ -127,6 +127,30 @@ def test_a_second_local_run_of_an_export_at_once_is_refused_and_sends_nothing(ap
     assert cli.main(["run", "--config", config, "--export", export["name"]]) == 0  # once it ended
 
 
+def test_upload_then_run_then_report_on_this_machine(app_env, stand_ins, storage, unique, tmp_path, capsys):
+    """The local walk-through with the CLI alone: put a segment in storage, run, read the report."""
+    segment = tmp_path / "vip.csv"
+    segment.write_text("Email\nana@example.com\nbad\n")
+    assert cli.main(["upload", str(segment), "--segment", f"{unique}/vip.csv"]) == 0
+    assert f"to segments/{unique}/vip.csv" in capsys.readouterr().out
+    export = {"name": f"cli-{unique}", "display_name": "CLI", "connection": "sandbox-snapchat",
+              "segments": [f"{unique}/vip.csv"], "target": {"audience_id": AUDIENCE_ID}, "matching": {"email": "Email"}}
+    config = write_definitions(tmp_path, stand_ins, [export])
+    assert cli.main(["report", "--export", export["name"]]) == 2
+    assert f'export "cli-{unique}" has no runs yet' in capsys.readouterr().err
+    assert cli.main(["run", "--config", config, "--export", export["name"]]) == 0
+    capsys.readouterr()
+    (run_id,) = storage.runs.run_ids(export["name"])
+    assert cli.main(["report", "--export", export["name"]]) == 0  # the latest
+    out = capsys.readouterr().out
+    assert "succeeded" in out and "invalid email: no @" in out and f"{run_id}/report.json" in out
+    assert cli.main(["report", "--export", export["name"], "--run", run_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["destination"]["delivered"] == 1
+    assert cli.main(["report", "--export", export["name"], "--run", "../x"]) == 2
+    assert f"its latest runs: {run_id}" in capsys.readouterr().err
+    assert cli.main(["upload", str(tmp_path / "nope.csv"), "--segment", "x.csv"]) == 2
+
+
 def test_resuming_a_run_that_does_not_exist_starts_nothing(app_env, stand_ins, storage, unique, tmp_path, capsys):
     """A mistyped --resume id started a whole new run under that id, every row sent again."""
     path = upload_segment(storage, f"{unique}/c.csv", "Email\nana@example.com\n")
