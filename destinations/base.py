@@ -33,6 +33,7 @@ and throttle windows are never written in a destination. The error tree::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from itertools import compress, filterfalse, repeat
 from typing import Any, ClassVar
@@ -105,6 +106,9 @@ class Destination(ABC):
         self.attribute_columns = {role.partition(":")[2]: index for role, index in columns.items()
                                   if role.startswith("attribute:")}
         self._templates: dict[tuple[str, ...], Template] = {}
+        # What preparing items noticed that is worth a warning in the report, with its count
+        # ("consent value neither yes nor no"): the plan takes it into the chunk's entry.
+        self.notes: Counter[str] = Counter()
 
     @classmethod
     def identify_all(cls, values: list[str]) -> tuple[list[str | None], dict[int, str]]:

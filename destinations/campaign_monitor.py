@@ -16,11 +16,13 @@ from typing import Any
 
 from shared.config import DestinationSpec, Setting
 from shared.http import RefreshingBearer, Response, StaticKey, TokenSource, json_body, vendor_message
-from shared.profiles import consents, normalise_email
+from shared.profiles import consent_answers, normalise_email
 
 from .base import JSON_STRING, Destination, Rows, Template, json_column, too_long
 
 MAX_FIELD_CHARS = 250  # Campaign Monitor's limit for a custom field value
+CONSENT_BY_ANSWER = {"yes": '"Yes"', "no": '"No"', "": '"Unchanged"', "?": '"Unchanged"'}
+UNCLEAR_CONSENT = "consent value neither yes nor no: sent as Unchanged (what the person told Campaign Monitor stays)"
 
 SPEC = DestinationSpec(
     type="campaign_monitor",
@@ -67,11 +69,13 @@ class CampaignMonitor(Destination):
         if consent_column is None:
             consent = [JSON_STRING(self.target["consent_to_track"])] * len(rows)
         else:
-            # Yes only for an explicit yes; a blank cell says nothing, so what the person told
-            # Campaign Monitor before stays (Unchanged); anything else is a no.
-            values = rows.values(consent_column)
-            consent = ['"Yes"' if given else '"No"' if value.strip() else '"Unchanged"'
-                       for given, value in zip(consents(values), values, strict=True)]
+            # Yes for an explicit yes, No for an explicit no; a blank cell says nothing, and a
+            # value not understood ("ja") is no answer either: what the person told Campaign
+            # Monitor before stays (Unchanged), where a No overwrote a Yes. The report counts those.
+            answers = consent_answers(rows.values(consent_column))
+            consent = [CONSENT_BY_ANSWER[answer] for answer in answers]
+            if unclear := answers.count("?"):
+                self.notes[UNCLEAR_CONSENT] += unclear
         refused = too_long({name: rows.trimmed(index) for name, index in custom.items()}, MAX_FIELD_CHARS,
                            f"custom field {{name}} longer than {MAX_FIELD_CHARS} characters")
         fields = {name: rows.json(index) for name, index in custom.items()}

@@ -16,7 +16,7 @@ from urllib.parse import urljoin, urlsplit
 
 from shared.config import DestinationSpec, Setting
 from shared.http import FatalError, Response, StaticKey, json_body, vendor_message
-from shared.profiles import consents
+from shared.profiles import consent_answers
 
 from .base import JSON_STRING, Destination, Pending, Rows, Template, json_column
 
@@ -29,6 +29,7 @@ CONTACT_FIELDS = {"first_name": "firstName", "last_name": "lastName", "address":
 LIST_LIMIT, LIST_PAGES = 250, 4
 # A contact's email channel status by consent (False, True): only an explicit yes subscribes.
 STATUS_BY_CONSENT = ('"nonSubscribed"', '"subscribed"')
+UNCLEAR_CONSENT = "consent value neither yes nor no: sent as nonSubscribed"
 
 SPEC = DestinationSpec(
     type="omnisend",
@@ -59,7 +60,10 @@ class Omnisend(Destination):
         if consent is None:
             status = ['"nonSubscribed"'] * len(rows)
         else:
-            status = list(map(STATUS_BY_CONSENT.__getitem__, consents(rows.values(consent))))
+            answers = consent_answers(rows.values(consent))
+            status = [STATUS_BY_CONSENT[answer == "yes"] for answer in answers]
+            if unclear := answers.count("?"):  # not taken for a yes: the report counts them
+                self.notes[UNCLEAR_CONSENT] += unclear
         values = self.attribute_json(rows)
         # Contact fields first, then custom properties: the order of the template's holes.
         ordered = {name: values[name] for name in sorted(values, key=lambda name: name not in CONTACT_FIELDS)}

@@ -20,8 +20,8 @@ except ImportError:  # pragma: no cover - other Pythons, or 3.12+ where it moved
         from hashlib import sha256 as _sha256
 
 __all__ = [
+    "consent_answers",
     "consent_given",
-    "consents",
     "email_keys",
     "email_problem",
     "is_sha256_hex",
@@ -47,6 +47,8 @@ _EMAIL_LINES = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*+@(?:[a-z0-9]++(?:-++[a-z0-9]
 _LONG_LABEL = re.compile(r"[a-z0-9-]{64}")  # no shorter address than "a@" + 64 + ".co" can hold one
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CONSENT_YES = frozenset({"yes", "y", "true", "1", "subscribed", "opt-in", "opted-in", "opted in", "consented"})
+_CONSENT_NO = frozenset({"no", "n", "false", "0", "unsubscribed", "opt-out", "opted-out", "opted out", "declined",
+                         "not consented", "nonsubscribed", "non-subscribed", "not subscribed"})
 
 
 def normalise_email(value: str) -> str:
@@ -138,6 +140,9 @@ def consent_given(value: str) -> bool:
     return value.strip().lower() in _CONSENT_YES
 
 
-def consents(values: list[str]) -> list[bool]:
-    """`consent_given` for a column of values."""
-    return list(map(_CONSENT_YES.__contains__, map(str.lower, map(str.strip, values))))
+def consent_answers(values: list[str]) -> list[str]:
+    """A column of consent cells read as "yes" or "no" (explicit answers), "" (blank: no
+    answer) or "?" (neither: a value not understood, "ja", "Yes.", which a destination must
+    not take for an answer, and which the report counts)."""
+    return ["yes" if value in _CONSENT_YES else "no" if value in _CONSENT_NO else "" if not value else "?"
+            for value in map(str.lower, map(str.strip, values))]

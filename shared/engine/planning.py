@@ -437,7 +437,10 @@ class _ChunkWriter:
             "rows": self.rows, "items": self.items, "rejected": dict(self.tally.rejected),
             "skipped": dict(self.tally.skipped),
             "items_compression": ITEMS_COMPRESSION,
-            "invalid_file": runs.rejected_path(name, run_id, index, "invalid") if invalid else None})
+            "invalid_file": runs.rejected_path(name, run_id, index, "invalid") if invalid else None,
+            # What preparing its items noticed (the destination serves one chunk at a time).
+            "notes": dict(self.destination.notes)})
+        self.destination.notes.clear()
 
 
 def _raw(row: list[str], key_index: int) -> str:

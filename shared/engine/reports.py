@@ -100,6 +100,10 @@ def _destination_report(plan: dict[str, Any], results: list[dict[str, Any]], err
         report["warnings"] = destination_class(connection["type"]).warnings(totals["delivered"])
         # One file of several that holds only its header (the run fails when all do): an
         # upstream extract that broke off looks just like this.
+        notes = Counter()
+        for chunk in plan["chunks"]:
+            notes.update(chunk.get("notes") or {})
+        report["warnings"] += [f"{count:,} row(s): {note}" for note, count in sorted(notes.items())]
         empty = [segment["path"] for segment in plan["segments"] if plan.get("complete") and not segment["rows"]]
         report["warnings"] += [f"segment {path} holds no data rows (only a header): check that upstream wrote it "
                                "completely" for path in empty]

@@ -67,6 +67,22 @@ def test_one_of_several_segments_with_only_a_header_is_a_warning(app_env, stand_
         f"segment {empty} holds no data rows (only a header): check that upstream wrote it completely"]
 
 
+def test_consent_values_neither_yes_nor_no_are_counted_in_the_report(app_env, stand_ins, storage, unique):
+    """"ja" or "Yes." is no answer Campaign Monitor can be told: the person's earlier
+    answer stays (Unchanged, where a No overwrote it), and the report says how many rows."""
+    cells = {"a": "yes", "b": "no", "c": "", "d": "ja", "e": "Yes."}
+    path = upload_segment(storage, f"{unique}/consent.csv", "Email,Notes,Consent\n" + "".join(
+        f"{who}-{unique}@example.com,x,{cell}\n" for who, cell in cells.items()))
+    report = run("campaign_monitor", unique, path, stand_ins,
+                 matching={"email": "Email", "consent": "Consent", "attributes": {"Notes": "Notes"}})
+    assert report["destination"]["delivered"] == 5
+    assert report["destination"]["warnings"] == ["2 row(s): consent value neither yes nor no: sent as Unchanged "
+                                                 "(what the person told Campaign Monitor stays)"]
+    held = stand_ins.campaign_monitor.state()["lists"][LIST_ID]
+    assert {who: held[f"{who}-{unique}@example.com"]["ConsentToTrack"] for who in cells} == {
+        "a": "Yes", "b": "No", "c": "Unchanged", "d": "Unchanged", "e": "Unchanged"}
+
+
 def test_a_mapped_column_that_is_missing(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/columns.csv", "Mail,Notes\nana@example.com,x\n")
     report = run("campaign_monitor", unique, path, stand_ins)

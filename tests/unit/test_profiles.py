@@ -5,6 +5,7 @@ import hashlib
 import pytest
 
 from shared.profiles import (
+    consent_answers,
     consent_given,
     email_keys,
     email_problem,
@@ -89,6 +90,11 @@ def test_an_already_hashed_value_is_never_hashed_twice():
     assert is_sha256_hex(digest)
     assert sha256_hex(digest) == digest
     assert not is_sha256_hex(digest.upper())  # normalise first: uppercase hex is lowercased by normalise_email
+
+
+def test_consent_cells_read_as_an_answer_no_answer_or_not_understood():
+    values = ["yes", " Opt-In ", "no", "FALSE", "0", "unsubscribed", "", "  ", "ja", "Yes.", "maybe"]
+    assert consent_answers(values) == ["yes", "yes", "no", "no", "no", "no", "", "", "?", "?", "?"]
 
 
 @pytest.mark.parametrize(("value", "given"), [
