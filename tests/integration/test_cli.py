@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -86,7 +87,16 @@ def test_a_definitions_file_that_is_not_json_or_missing_is_one_clear_problem(tmp
 
 def test_validate_accepts_the_example_and_warns_about_missing_consent(tmp_path, capsys):
     assert cli.main(["validate", "--config", "examples/exports.json"]) == 0
-    assert "valid (4 connection(s), 4 export(s))" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "valid (4 connection(s), 4 export(s))" in out and "warning" not in out
+    document = json.loads(Path("examples/exports.json").read_text())
+    without = document["connections"][0]
+    del without["consent"]
+    unconsented = tmp_path / "unconsented.json"
+    unconsented.write_text(json.dumps(document))
+    assert cli.main(["validate", "--config", str(unconsented)]) == 0  # valid: it can be saved, not used
+    assert (f'warning: connection "{without["name"]}" has no recorded privacy consent; its exports cannot run '
+            "until it has") in capsys.readouterr().out
 
 
 def test_run_exports_prints_the_summary_and_writes_the_report(app_env, stand_ins, storage, unique, tmp_path, capsys):

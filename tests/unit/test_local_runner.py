@@ -76,8 +76,10 @@ def test_the_runner_drives_orchestrators_activities_and_sub_orchestrations_as_th
 
 
 def test_an_input_that_is_not_json_fails_as_it_would_in_the_host():
-    with LocalRunner(app) as runner, pytest.raises(TypeError):
-        runner.run("parent", {"n": {1, 2}}, "parent")
+    """The host carries JSON only: a set where JSON is expected fails at the boundary, even
+    in a field the orchestrator never reads (the local runner must not be more lenient)."""
+    with LocalRunner(app) as runner, pytest.raises(TypeError, match="not JSON serializable"):
+        runner.run("parent", {"n": 1, "unread": {1, 2}}, "parent")
 
 
 def test_an_unknown_orchestrator_is_a_clear_error():
