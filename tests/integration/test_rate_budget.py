@@ -203,6 +203,19 @@ def test_two_hosts_pacers_on_one_connection_stay_under_its_limit_together_and_us
     assert len(sent) >= 0.8 * limit * HEADROOM * seconds  # and the limit used, not halved
 
 
+def test_an_exiting_process_takes_its_entry_out_so_the_others_need_not_wait_for_it(blob, monkeypatch):
+    """At exit, a process still listed as sending (a chunk was sending when it stopped)
+    removes itself: the others get its share at once, not after EXPIRE_S."""
+    from shared import budgets
+
+    leaving, staying = _budget(blob), _budget(blob)
+    leaving.join(), staying.join()
+    _until(lambda: blob.exists() and {leaving.process, staying.process} <= set(_listed(blob)))
+    monkeypatch.setattr(budgets, "_budgets", {"leaving": leaving})  # this process's budgets, as atexit finds them
+    budgets._remove_entries()
+    assert leaving.process not in _listed(blob) and staying.process in _listed(blob)
+
+
 def test_an_exiting_process_whose_storage_is_gone_exits_at_once_leaving_its_entry_to_expire(monkeypatch):
     # The SDK retries a storage call it cannot make for over 80 s: an exit that waited for the
     # entry's removal hung that long (pytest's own exit did, once its Azurite had stopped).
