@@ -33,9 +33,10 @@ class BrazeStandIn(StandIn):
     vendor = "braze"
 
     def __init__(self, *, api_key: str, rate_limited: bool = True, faults: Faults | None = None,
-                 latency_s: float = 0.0, max_batch: int = 75, refuse_emails: Iterable[str] = (), tls: bool = False):
+                 latency_s: float = 0.0, max_batch: int = 75, refuse_emails: Iterable[str] = (), tls: bool = False,
+                 echo_credentials: bool = False):
         super().__init__(faults=faults, window=Window(*RATE_LIMIT) if rate_limited else None,
-                         latency_s=latency_s, tls=tls)
+                         latency_s=latency_s, tls=tls, echo_credentials=echo_credentials)
         self.api_key = api_key
         self.max_batch = max_batch
         self.refuse_emails = {address.lower() for address in refuse_emails}
@@ -81,8 +82,9 @@ class BrazeStandIn(StandIn):
 
     def track(self, request: Request) -> Response:
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
-            # Braze names the key it refused; this stand-in never repeats a credential.
-            return Response(401, {"message": "Invalid API key: the key is missing or not valid for users.track"})
+            # Braze names the key it refused; this stand-in repeats it only with `echo_credentials`.
+            return Response(401, {"message": "Invalid API key: the key is missing or not valid for users.track"
+                                             + self.presented(request)})
         body = request.json()
         objects = body.get("attributes") if isinstance(body, dict) else None
         if not isinstance(objects, list) or not objects:

@@ -30,7 +30,7 @@ class Sandbox:
 
     def __init__(self, *, rate_limited: bool = True, faults: Faults | None = None,
                  refuse_emails: Iterable[str] = (), suppressed: Iterable[str] = (), latency_s: float = 0.0,
-                 tls: bool = False):
+                 tls: bool = False, echo_credentials: bool = False):
         token = secrets.token_urlsafe
         self.credentials: dict[str, dict[str, str]] = {
             "sandbox-snapchat": {"client_id": token(8), "client_secret": token(16), "refresh_token": token(16)},
@@ -39,7 +39,8 @@ class Sandbox:
             "sandbox-campaign-monitor": {"api_key": token(24)},
         }
         refuse = list(refuse_emails)
-        options = {"rate_limited": rate_limited, "faults": faults, "latency_s": latency_s, "tls": tls}
+        options = {"rate_limited": rate_limited, "faults": faults, "latency_s": latency_s, "tls": tls,
+                   "echo_credentials": echo_credentials}
         self.snapchat = SnapchatStandIn(**self.credentials["sandbox-snapchat"], audience_ids=[AUDIENCE_ID], **options)
         self.braze = BrazeStandIn(api_key=self.credentials["sandbox-braze"]["api_key"], refuse_emails=refuse, **options)
         self.omnisend = OmnisendStandIn(api_key=self.credentials["sandbox-omnisend"]["api_key"], refuse_emails=refuse,

@@ -47,9 +47,10 @@ class CampaignMonitorStandIn(StandIn):
     def __init__(self, *, api_key: str, list_ids: Iterable[str], oauth: dict[str, str] | None = None,
                  rate_limited: bool = True, faults: Faults | None = None, latency_s: float = 0.0,
                  suppressed: Iterable[str] = (), unsubscribed: dict[str, Iterable[str]] | None = None,
-                 bounced: Iterable[str] = (), tls: bool = False):
+                 bounced: Iterable[str] = (), tls: bool = False,
+                 echo_credentials: bool = False):
         super().__init__(faults=faults, window=Window(*RATE_LIMIT) if rate_limited else None,
-                         latency_s=latency_s, tls=tls)
+                         latency_s=latency_s, tls=tls, echo_credentials=echo_credentials)
         self.api_key = api_key
         self.refresh_token = (oauth or {}).get("refresh_token")
         self.tokens: dict[str, bool] = {oauth["access_token"]: True} if oauth else {}  # token -> still valid
@@ -119,7 +120,8 @@ class CampaignMonitorStandIn(StandIn):
         if form.get("grant_type") != "refresh_token":
             return Response(400, {"error": "unsupported_grant_type", "error_description": "use refresh_token"})
         if not self.refresh_token or form.get("refresh_token") != self.refresh_token:
-            return Response(400, {"error": "invalid_grant", "error_description": "Specified refresh_token was invalid"})
+            refused = "Specified refresh_token was invalid" + self.presented(request, form=True)
+            return Response(400, {"error": "invalid_grant", "error_description": refused})
         token = secrets.token_urlsafe(24)
         with self.lock:
             self.tokens[token] = True
@@ -237,16 +239,16 @@ class CampaignMonitorStandIn(StandIn):
             with self.lock:
                 valid = self.tokens.get(credential)
             if valid is None:
-                return Response(401, {"Code": 120, "Message": "Invalid OAuth Token"})
+                return Response(401, {"Code": 120, "Message": "Invalid OAuth Token" + self.presented(request)})
             if not valid:
-                return Response(401, {"Code": 121, "Message": "Expired OAuth Token"})
+                return Response(401, {"Code": 121, "Message": "Expired OAuth Token" + self.presented(request)})
         elif scheme == "Basic":
             try:
                 user = base64.b64decode(credential, validate=True).decode("utf-8").partition(":")[0]
             except (binascii.Error, UnicodeDecodeError):
                 return Response(401, {"Code": 50, "Message": "Must supply a valid HTTP Basic Authorization header"})
             if user != self.api_key:
-                return Response(401, {"Code": 100, "Message": "Invalid API Key"})
+                return Response(401, {"Code": 100, "Message": "Invalid API Key" + self.presented(request)})
         else:
             return Response(401, {"Code": 50, "Message": "Must supply a valid HTTP Basic Authorization header"})
         if request.params["list_id"] not in self.lists:

@@ -44,9 +44,10 @@ class OmnisendStandIn(StandIn):
 
     def __init__(self, *, api_key: str, rate_limited: bool = True, faults: Faults | None = None,
                  latency_s: float = 0.0, max_batch: int = 100, refuse_emails: Iterable[str] = (),
-                 finish_after_polls: int = 0, stop_batches: bool = False, tls: bool = False):
+                 finish_after_polls: int = 0, stop_batches: bool = False, tls: bool = False,
+                 echo_credentials: bool = False):
         super().__init__(faults=faults, window=Window(*RATE_LIMIT, sliding=True) if rate_limited else None,
-                         latency_s=latency_s, tls=tls)
+                         latency_s=latency_s, tls=tls, echo_credentials=echo_credentials)
         self.tag_window = Window(60, 60.0, sliding=True) if rate_limited else None
         self.api_key, self.max_batch = api_key, max_batch
         self.refuse_emails = {address.lower() for address in refuse_emails}
@@ -242,7 +243,7 @@ class OmnisendStandIn(StandIn):
     def _refuse(self, request: Request) -> Response | None:
         """401 without this brand's key; 400 without a version; 410 for any retired version."""
         if request.headers.get("authorization") != f"Omnisend-API-Key {self.api_key}":
-            return _problem(401, "Unauthorized", "missing or invalid API key")
+            return _problem(401, "Unauthorized", "missing or invalid API key" + self.presented(request))
         version = request.headers.get("omnisend-version")
         if not version:
             return _problem(400, "Bad Request", f"the Omnisend-Version header is required (current: {API_VERSION})")

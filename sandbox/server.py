@@ -203,8 +203,11 @@ class StandIn:
     unmetered: tuple[str, ...] = ()
 
     def __init__(self, *, faults: Faults | None = None, window: Window | None = None, latency_s: float = 0.0,
-                 tls: bool = False):
+                 tls: bool = False, echo_credentials: bool = False):
         self.faults = faults or Faults()
+        # Some vendors repeat the credential they refuse in their message; the stand-ins do
+        # when told to, so that tests see the exporter keep it out of reports and logs.
+        self.echo_credentials = echo_credentials
         self.window = window
         self.latency_s = latency_s  # added to every answer (a far-away vendor)
         self.lock = threading.RLock()
@@ -231,6 +234,16 @@ class StandIn:
     def routes(self) -> list[tuple[str, str, Callable[[Request], Response]]]:
         """(method, path regex with named groups, handler) of the vendor API."""
         raise NotImplementedError
+
+    def presented(self, request: Request, form: bool = False) -> str:
+        """With `echo_credentials`, what the request presented (its Authorization header; with
+        `form`, its form body too: a token grant's secrets), for a refusal's message."""
+        if not self.echo_credentials:
+            return ""
+        shown = request.headers.get("authorization", "")
+        if form and request.body:
+            shown += " " + request.body.decode("utf-8", "replace")
+        return f" (received: {shown.strip()})"
 
     def throttle_answer(self, wait_s: float, reset_epoch: float) -> Response:
         """The vendor's 429; the default is a bare one."""

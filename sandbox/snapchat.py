@@ -36,9 +36,10 @@ class SnapchatStandIn(StandIn):
 
     def __init__(self, *, client_id: str, client_secret: str, refresh_token: str, audience_ids: Iterable[str] = (),
                  token_lifetime_s: float = 1800, rate_limited: bool = True, faults: Faults | None = None,
-                 latency_s: float = 0.0, tls: bool = False):
+                 latency_s: float = 0.0, tls: bool = False,
+                 echo_credentials: bool = False):
         super().__init__(faults=faults, window=Window(*RATE_LIMIT) if rate_limited else None,
-                         latency_s=latency_s, tls=tls)
+                         latency_s=latency_s, tls=tls, echo_credentials=echo_credentials)
         self.client_id, self.client_secret, self.refresh_token = client_id, client_secret, refresh_token
         self.token_lifetime_s = token_lifetime_s
         self.tokens: dict[str, float] = {}  # access token -> expiry (epoch seconds)
@@ -73,9 +74,11 @@ class SnapchatStandIn(StandIn):
         if form.get("grant_type") != "refresh_token":
             return Response(400, {"error": "unsupported_grant_type"})
         if (form.get("client_id"), form.get("client_secret")) != (self.client_id, self.client_secret):
-            return Response(401, {"error": "invalid_client", "error_description": "Invalid client credentials"})
+            refused = "Invalid client credentials" + self.presented(request, form=True)
+            return Response(401, {"error": "invalid_client", "error_description": refused})
         if form.get("refresh_token") != self.refresh_token:
-            return Response(400, {"error": "invalid_grant", "error_description": "Invalid refresh token"})
+            refused = "Invalid refresh token" + self.presented(request, form=True)
+            return Response(400, {"error": "invalid_grant", "error_description": refused})
         token = secrets.token_urlsafe(24)
         with self.lock:
             self.tokens[token] = time.time() + self.token_lifetime_s
@@ -137,7 +140,7 @@ class SnapchatStandIn(StandIn):
         with self.lock:
             expiry = self.tokens.get(token)
         if expiry is None or expiry <= time.time():
-            return _error(401, "E1001", "Unauthorized: invalid or expired access token")
+            return _error(401, "E1001", "Unauthorized: invalid or expired access token" + self.presented(request))
         if request.params["segment_id"] not in self.audiences:
             return _error(404, "E3001", f"Segment {request.params['segment_id']} not found")
         return None

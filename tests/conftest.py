@@ -29,8 +29,10 @@ def storage(azurite) -> Storage:
 
 @pytest.fixture(scope="session")
 def sandbox():
-    """The four stand-ins, rate limits off (tests that need them start their own)."""
-    with Sandbox(rate_limited=False) as running:
+    """The four stand-ins, rate limits off (tests that need them start their own), repeating
+    in their refusals the credentials they refuse, as some vendors do: every test of a wrong
+    key then also checks that the exporter keeps it out of what it reports."""
+    with Sandbox(rate_limited=False, echo_credentials=True) as running:
         yield running
 
 

@@ -1,5 +1,6 @@
 """Campaign Monitor: subscribers imported into the list, consent always set, no silent resubscribing."""
 
+import base64
 import json
 
 import pytest
@@ -111,7 +112,9 @@ def test_a_wrong_api_key_is_an_auth_error(build):
     cm = build("campaign_monitor", {"list_id": LIST_ID}, MATCHING, HEADER, credentials={"api_key": "bad-key-9"})
     with pytest.raises(AuthError) as caught:
         send_rows(cm, [("a@example.com", ["a@example.com", "", "", ""])])
-    assert "bad-key-9" not in str(caught.value)
+    # The stand-in repeats the Authorization it refused (as Basic: the key base64-encoded).
+    assert "bad-key-9" not in str(caught.value) and base64.b64encode(b"bad-key-9:x").decode() not in str(caught.value)
+    assert "Invalid API Key" in str(caught.value)
 
 
 def test_oauth_credentials_are_refreshed_after_an_expired_token(build, stand_ins, monkeypatch):
