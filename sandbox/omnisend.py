@@ -49,6 +49,9 @@ class OmnisendStandIn(StandIn):
         super().__init__(faults=faults, window=Window(*RATE_LIMIT, sliding=True) if rate_limited else None,
                          latency_s=latency_s, tls=tls, echo_credentials=echo_credentials)
         self.tag_window = Window(60, 60.0, sliding=True) if rate_limited else None
+        # The batch list's `paging.next` as given, whatever the page (a link to another host:
+        # the API's text, which a client must not follow with its key): None, the real link.
+        self.paging_next: str | None = None
         self.api_key, self.max_batch = api_key, max_batch
         self.refuse_emails = {address.lower() for address in refuse_emails}
         self.finish_after_polls, self.stop_batches = finish_after_polls, stop_batches
@@ -150,8 +153,9 @@ class OmnisendStandIn(StandIn):
                 batch["polls"] += 1
         following = offset + limit < len(ordered)
         base = f"/api/batches?endpoint={query['endpoint']}&limit={limit}"
+        following_page = self.paging_next or (f"{base}&offset={offset + limit}" if following else None)
         return Response(200, {"batches": summaries, "paging": {
-            "offset": offset, "limit": limit, "next": f"{base}&offset={offset + limit}" if following else None,
+            "offset": offset, "limit": limit, "next": following_page,
             "previous": f"{base}&offset={max(0, offset - limit)}" if offset else None}})
 
     def _summary(self, batch: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,7 @@ class SnapchatStandIn(StandIn):
         super().__init__(faults=faults, window=Window(*RATE_LIMIT) if rate_limited else None,
                          latency_s=latency_s, tls=tls, echo_credentials=echo_credentials)
         self.client_id, self.client_secret, self.refresh_token = client_id, client_secret, refresh_token
+        self.sub_request_error: str | None = None  # set: batches answered SUCCESS with a failed sub-request
         self.token_lifetime_s = token_lifetime_s
         self.tokens: dict[str, float] = {}  # access token -> expiry (epoch seconds)
         self.token_grants = 0
@@ -125,6 +126,9 @@ class SnapchatStandIn(StandIn):
             return _error(400, "E2004", "every identifier must be a lowercase SHA-256 hex digest in a list of one")
         if len(set(hashes)) != len(hashes):
             return _error(400, "E2005", "duplicate identifiers in the request")
+        if self.sub_request_error:  # the request succeeds, its one sub-request (the batch) does not
+            return Response(200, {"request_status": "SUCCESS", "request_id": _request_id(), "users": [
+                {"sub_request_status": "ERROR", "sub_request_error_reason": self.sub_request_error}]})
         with self.lock:
             members = self.audiences[request.params["segment_id"]]
             if add:

@@ -1,6 +1,5 @@
 """Omnisend: contacts tagged through asynchronous batches, consent respected, per-item errors read back."""
 
-import http.client
 import json
 
 import pytest
@@ -8,7 +7,6 @@ import pytest
 from destinations import AuthError, FatalError, RowRejected
 from destinations.base import Pending
 from destinations.omnisend import Omnisend
-from shared.http.transport import Response
 from tests.support import send_rows
 
 HEADER = ["Email", "First", "Country", "Consent", "Tier"]
@@ -82,17 +80,11 @@ def test_a_wrong_api_key_is_an_auth_error(build):
 @pytest.mark.parametrize("following", ["https://collector.example.net/api/batches?offset=250",
                                        "//collector.example.net/api/batches?offset=250",
                                        "http://" + "127.0.0.1:1/api/batches?offset=250"])
-def test_a_next_page_on_another_host_is_not_followed_with_the_api_key(omnisend, stand_ins, following):
+def test_a_next_page_on_another_host_is_not_followed_with_the_api_key(omnisend, stand_ins, following,
+                                                                      monkeypatch):
     """The batch list's `paging.next` is the vendor's text: followed to another host, the
     request would carry the API key there."""
-    asked = []
-
-    def answer(method, url, **kwargs):
-        asked.append(url)
-        body = json.dumps({"batches": [], "paging": {"next": following}}).encode()
-        return Response(200, "OK", http.client.HTTPMessage(), body)
-
-    omnisend._call = answer
+    monkeypatch.setattr(stand_ins.omnisend, "paging_next", following)
     with pytest.raises(FatalError, match="another host"):
         omnisend.settle([Pending("b-1", ["a@example.com"])])
-    assert asked == [f"{omnisend.settings['api_base']}/batches?endpoint=contacts&limit=250&offset=0"]
+    assert [entry["path"] for entry in stand_ins.omnisend.requests("GET")] == ["/api/batches"]  # the first page only

@@ -2,8 +2,6 @@
 
 import dataclasses
 import hashlib
-import http.client
-import json
 import time
 
 import pytest
@@ -15,7 +13,6 @@ from sandbox.bundle import AUDIENCE_ID
 from sandbox.server import Window
 from sandbox.snapchat import SnapchatStandIn
 from shared.http import Pacer
-from shared.http.transport import Response
 from tests.support import send_rows
 
 HEADER = ["Email"]
@@ -110,13 +107,10 @@ def test_the_stand_in_counts_only_marketing_api_requests_against_the_limit():
     assert answers == [200] * 10 + [429]
 
 
-def test_a_success_whose_sub_request_failed_fails_the_batch(build, monkeypatch):
+def test_a_success_whose_sub_request_failed_fails_the_batch(build, stand_ins, monkeypatch):
     """Snapchat's answer has a status for the request and one for its sub-request (the batch)."""
     snapchat = build("snapchat", {"audience_id": AUDIENCE_ID}, {"email": "Email"}, HEADER)
-    answer = {"request_status": "SUCCESS", "request_id": "r1", "users": [
-        {"sub_request_status": "ERROR", "sub_request_error_reason": "Segment is being deleted"}]}
-    # (the token grant goes through its own, unpaced copy of the client, untouched)
-    monkeypatch.setattr(snapchat.http, "request", lambda *args, **kwargs: Response(
-        200, "OK", http.client.HTTPMessage(), json.dumps(answer).encode()))
+    monkeypatch.setattr(stand_ins.snapchat, "sub_request_error", "Segment is being deleted")
     with pytest.raises(FatalError, match="sub-request status is ERROR: Segment is being deleted"):
         send_rows(snapchat, [(Snapchat.identify("a@example.com"), [])])
+    assert stand_ins.snapchat.requests("POST", r".*/users") and not stand_ins.snapchat.audiences[AUDIENCE_ID]
