@@ -76,6 +76,29 @@ def test_publish_takes_a_file_of_exports_alone_on_connections_stored_before(app_
     assert f'names an unknown connection "nope-{unique}"' in capsys.readouterr().err
 
 
+def test_publish_stamps_who_stored_a_consent_and_keeps_the_stamp_while_the_acceptance_is_unchanged(
+        app_env, stand_ins, tmp_path, capsys, unique, monkeypatch):
+    import getpass
+
+    from destinations import SPECS
+    from shared.engine import Services
+
+    store = Services.current().storage.definitions(SPECS, allow_local=True)
+    connection = {**connection_of(stand_ins, "braze"), "name": f"braze-{unique}"}
+    connection["consent"] = {**connection["consent"], "recorded_by": "someone else", "recorded_at": "2001-01-01"}
+    path = tmp_path / "definitions.json"
+    path.write_text(json.dumps({"connections": [connection], "exports": []}))
+    monkeypatch.setattr(getpass, "getuser", lambda: "ops-ana")
+    assert cli.main(["publish", "--config", str(path)]) == 0
+    stamped = store.connection_document(connection["name"])["consent"]
+    assert stamped["recorded_by"] == "ops-ana (cli.py publish)" and stamped["recorded_at"] > "2026"  # not the file's
+    monkeypatch.setattr(getpass, "getuser", lambda: "ops-ben")
+    connection["display_name"] = "renamed"  # a later edit of a setting is not a new acceptance
+    path.write_text(json.dumps({"connections": [connection], "exports": []}))
+    assert cli.main(["publish", "--config", str(path)]) == 0
+    assert store.connection_document(connection["name"])["consent"] == stamped
+
+
 def test_a_definitions_file_that_is_not_json_or_missing_is_one_clear_problem(tmp_path, capsys):
     broken = tmp_path / "broken.json"
     broken.write_text('{"connections": [\n  {"name": "x",\n')

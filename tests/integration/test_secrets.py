@@ -54,6 +54,19 @@ def test_values_are_cached_per_process(vault, store):
     assert len(vault.calls) == reads
 
 
+def test_a_rotated_key_is_read_again_once_the_cached_value_is_older_than_its_ttl(vault, monkeypatch):
+    """The cache saves a vault call per chunk; it must not keep a rotated key for ever."""
+    now = [1000.0]
+    store = SecretStore.key_vault(vault.url, credential=StaticTokenCredential(), connection_verify=vault.ca_path)
+    store._clock, store._ttl_s = (lambda: now[0]), 300.0  # a pinned clock
+    assert store.get("braze-prod") == BRAZE
+    monkeypatch.setitem(vault.secrets, "braze-prod", json.dumps({"api_key": "kv-braze-key-0002"}))
+    now[0] += 299
+    assert store.get("braze-prod") == BRAZE  # still the cached value within its TTL
+    now[0] += 2
+    assert store.get("braze-prod") == {"api_key": "kv-braze-key-0002"}
+
+
 def test_a_missing_secret_names_the_secret_and_the_vault(vault, store):
     with pytest.raises(SecretError, match=f"secret 'nope' was not found in {vault.url}"):
         store.get("nope")
