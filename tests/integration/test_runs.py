@@ -382,12 +382,9 @@ def test_a_chunk_whose_activity_fails_every_time_has_its_rows_rejected_and_liste
     assert sum(row["reason"] == not_sent for row in listed) == destination["reasons"]["rejected"][not_sent]
 
 
-def test_a_first_plan_executed_again_late_does_not_take_the_plan_back(app_env, stand_ins, storage, unique,
-                                                                      monkeypatch):
-    """Activities run at least once: a second execution of the first part, which found no
-    plan when it started and ends after the next part was stored, must not write its own
-    plan (one part) over the stored one."""
-    from shared.engine import plan_next_part, plan_run
+def _planned_in_parts(stand_ins, storage, unique, monkeypatch):
+    """A run of 60 rows planned in parts of 5 (its first part stored): (request, task, services)."""
+    from shared.engine import plan_run
     from shared.engine.starts import run_request
 
     monkeypatch.setenv("CHUNK_ROWS", "5")
@@ -398,8 +395,18 @@ def test_a_first_plan_executed_again_late_does_not_take_the_plan_back(app_env, s
     export = emails_only(unique, path)
     services = Services.current()
     request = run_request(export["name"], trigger="test", requested_by="test", export=export, connection=connection)
-    task = {"export": export["name"], "run_id": request["run_id"]}
     plan_run(request, services)
+    return request, {"export": export["name"], "run_id": request["run_id"]}, services
+
+
+def test_a_first_plan_executed_again_late_does_not_take_the_plan_back(app_env, stand_ins, storage, unique,
+                                                                      monkeypatch):
+    """Activities run at least once: a second execution of the first part, which found no
+    plan when it started and ends after the next part was stored, must not write its own
+    plan (one part) over the stored one."""
+    from shared.engine import plan_next_part, plan_run
+
+    request, task, services = _planned_in_parts(stand_ins, storage, unique, monkeypatch)
     ahead = plan_next_part(task, services)  # part 2
     looks = [None]  # its look for a plan came before the first execution stored one
     stored_plan = services.runs.plan
@@ -414,19 +421,9 @@ def test_a_plan_part_executed_again_late_does_not_take_the_plan_back(app_env, st
                                                                      monkeypatch):
     """Activities run at least once: a second execution of a part that ends after the next
     part was stored must not write the plan of its own, earlier, cursor over it."""
-    from shared.engine import plan_next_part, plan_run
-    from shared.engine.starts import run_request
+    from shared.engine import plan_next_part
 
-    monkeypatch.setenv("CHUNK_ROWS", "5")
-    path = upload_segment(storage, f"{unique}/segment.csv",
-                          "Email\n" + "".join(f"p{i}@example.com\n" for i in range(60)))
-    connection = connection_of(stand_ins, "campaign_monitor")
-    connection["settings"]["batch_size"] = 5
-    export = emails_only(unique, path)
-    services = Services.current()
-    request = run_request(export["name"], trigger="test", requested_by="test", export=export, connection=connection)
-    task = {"export": export["name"], "run_id": request["run_id"]}
-    plan_run(request, services)
+    _, task, services = _planned_in_parts(stand_ins, storage, unique, monkeypatch)
     stale = services.runs.plan_and_etag(*task.values())  # what a late execution of part 2 started from
     plan_next_part(task, services)  # part 2
     ahead = plan_next_part(task, services)  # part 3
