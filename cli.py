@@ -125,7 +125,8 @@ def _run(args: argparse.Namespace, workers) -> int:
     started = time.monotonic()
     try:
         report = run_export(dict(export.document), dict(connection.document),
-                            on_activity=progress.track(export.name), resume=args.resume, workers=workers)
+                            on_activity=progress.track(export.name, say_run_id=True), resume=args.resume,
+                            workers=workers)
     except (UnknownRun, RunInProgress) as error:
         progress.close()
         print(error, file=sys.stderr)

@@ -60,7 +60,9 @@ class Progress:
                 if running:
                     self._draw(final=False)
 
-    def track(self, label: str):
+    def track(self, label: str, say_run_id: bool = False):
+        """The hook for one run; `say_run_id`: a line with its run id as soon as it is known
+        (a `cli.py run`, which a person may have to resume)."""
         run = _Run(label)
         with self._lock:
             self._runs.append(run)
@@ -72,7 +74,7 @@ class Progress:
                 if function in ("plan_run", "plan_next_part"):  # the plan so far, its parts read
                     run.chunks, run.rows = result.get("chunks", 0), result.get("rows", 0)
                     run.planned = result.get("complete", True)
-                    if run.run_id is None and result.get("run_id"):  # said at once: a run killed can be resumed
+                    if say_run_id and run.run_id is None and result.get("run_id"):  # a run killed can be resumed
                         self._announce(f"{label}: run {result['run_id']} (after an interruption, continue it "
                                        f"with --resume {result['run_id']})")
                     run.export, run.run_id = result.get("export"), result.get("run_id")

@@ -75,7 +75,7 @@ class _Terminal(io.StringIO):
 def test_on_a_terminal_the_run_id_is_written_above_the_progress_lines_not_over_them():
     stream = _Terminal()
     progress = Progress(stream, width=10)
-    first, second = progress.track("a"), progress.track("b")
+    first, second = progress.track("a", say_run_id=True), progress.track("b", say_run_id=True)
     first("plan_run", {}, {"chunks": 1, "rows": 10, "complete": True, "export": "a", "run_id": "R1"})
     second("plan_run", {}, {"chunks": 1, "rows": 10, "complete": True, "export": "b", "run_id": "R2"})
     progress.close()
@@ -85,3 +85,13 @@ def test_on_a_terminal_the_run_id_is_written_above_the_progress_lines_not_over_t
     after = screen.split("b: run R2 (after an interruption, continue it with --resume R2)\n")[1]
     assert screen.split("b: run R2")[0].endswith("\x1b[2F\x1b[J")  # up over the two lines drawn, cleared
     assert after.count("\x1b[2Ka ") >= 1 and after.count("\x1b[2Kb ") >= 1
+
+
+def test_a_run_that_cannot_be_resumed_by_hand_is_not_announced():
+    """The demo's runs: no --resume line for a command that takes none."""
+    stream = io.StringIO()
+    progress = Progress(stream, width=10)
+    progress.track("demo-braze")("plan_run", {}, {"chunks": 1, "rows": 10, "complete": True, "export": "demo-braze",
+                                                  "run_id": "R1"})
+    progress.close()
+    assert "--resume" not in stream.getvalue()
