@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError
 from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient
 
 __all__ = ["RunInProgress", "export_hold"]
@@ -50,19 +51,31 @@ def export_hold(container: ContainerClient, export: str) -> Iterator[None]:
     except RunInProgress:
         # A run killed on this machine (`kill -9`, then `--resume` at once) need not be waited
         # for: its process is gone. Elsewhere, its lease runs out within LEASE_S.
-        if not _held_by_a_process_gone(blob):
+        version = _left_by_a_process_gone(blob)
+        if version is None:
             raise
-        BlobLeaseClient(blob).break_lease(lease_break_period=0)
+        try:  # only the lock as it was judged: of two runs taking over at once, one breaks it
+            BlobLeaseClient(blob).break_lease(lease_break_period=0, etag=version,
+                                              match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceExistsError):
+            raise RunInProgress(f'export "{export}" is being run already: another run took it over just now') from None
         lease = _take(blob, export)
-    blob.set_blob_metadata(_holder(), lease=lease)
+    try:  # naming itself changes the lock's version: no run judging the one before gone breaks it now
+        blob.set_blob_metadata(_holder(), lease=lease)
+    except HttpResponseError:  # broken meanwhile by a run that judged the same lock, named by nobody yet
+        raise RunInProgress(f'export "{export}" is being run already: another run took it over just now') from None
     stop = threading.Event()
 
     def renew() -> None:
+        said = False
         while not stop.wait(RENEW_S):
-            try:
-                lease.renew()
-            except HttpResponseError as error:  # storage unreachable for a while: the run goes on unheld
-                log.warning("the hold on export %s could not be renewed: %s", export, error.reason)
+            try:  # one short attempt: its retries must not outlast the lease
+                lease.renew(**_ONE_TRY)
+                said = False
+            except AzureError as error:  # storage unreachable a while: tried again, the run goes on
+                if not said:
+                    log.warning("the hold on export %s could not be renewed: %s", export, error.message)
+                said = True
 
     keeper = threading.Thread(target=renew, name=f"hold-{export}", daemon=True)
     keeper.start()
@@ -72,9 +85,13 @@ def export_hold(container: ContainerClient, export: str) -> Iterator[None]:
         stop.set()
         keeper.join()
         try:
-            lease.release()
-        except HttpResponseError:  # lost meanwhile: it expires on its own
+            lease.release(**_ONE_TRY)
+        except AzureError:  # lost or unreachable: it expires on its own, and the run's own outcome stands
             pass
+
+
+# A lease call made once, briefly: the SDK's own retries took 85 s against a storage gone.
+_ONE_TRY = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 10}
 
 
 def _take(blob: BlobClient, export: str) -> BlobLeaseClient:
@@ -87,15 +104,17 @@ def _take(blob: BlobClient, export: str) -> BlobLeaseClient:
             f"killed frees it within {LEASE_S} s), then run again") from None
 
 
-def _held_by_a_process_gone(blob: BlobClient) -> bool:
-    """True if the holder named in the lock's metadata was a process of this machine that no
-    longer runs: its lease is left from a run that was killed."""
-    named = blob.get_blob_properties().metadata or {}
+def _left_by_a_process_gone(blob: BlobClient) -> str | None:
+    """The lock's version (ETag) if the holder its metadata names was a process of this
+    machine that no longer runs (its lease is left from a run that was killed), else None."""
+    properties = blob.get_blob_properties()
+    named = properties.metadata or {}
     if named.get("host") != socket.gethostname() or not _gone(named.get("pid", "")):
-        return False
+        return None
     # A run takes the lease, then names itself: one that has just taken it is named by now.
     time.sleep(NAMING_S)
-    return (blob.get_blob_properties().metadata or {}).get("pid") == named["pid"]
+    again = blob.get_blob_properties()
+    return again.etag if again.etag == properties.etag else None
 
 
 def _gone(pid: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,45 @@ def test_upload_then_run_then_report_on_this_machine(app_env, stand_ins, storage
     assert cli.main(["report", "--export", export["name"], "--run", "../x"]) == 2
     assert f"its latest runs: {run_id}" in capsys.readouterr().err
     assert cli.main(["upload", str(tmp_path / "nope.csv"), "--segment", "x.csv"]) == 2
+
+
+def test_of_two_runs_taking_over_a_killed_runs_hold_at_once_one_runs(storage, unique, monkeypatch):
+    """A run killed on this machine is taken over at once (its process is gone); two runs
+    doing so together (a scheduled run and a --resume) both broke its lease and both ran."""
+    import subprocess
+    import sys
+    import threading
+
+    from runner import holds
+
+    monkeypatch.setattr(holds, "NAMING_S", 0.2)
+    container = storage.container("export-runs")
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()  # its pid names no process now
+    blob = container.get_blob_client(f"k-{unique}/local-run.lock")
+    blob.upload_blob(b"", overwrite=True)
+    lease = blob.acquire_lease(lease_duration=holds.LEASE_S)  # the killed run's, left held
+    blob.set_blob_metadata({"holder": "the killed run", "host": holds.socket.gethostname(),
+                            "pid": str(killed.pid)}, lease=lease)
+    outcomes, start = [], threading.Barrier(2)
+
+    def take_over() -> None:
+        start.wait()
+        try:
+            with holds.export_hold(container, f"k-{unique}"):
+                outcomes.append("ran")
+                time.sleep(0.5)
+        except holds.RunInProgress as refused:
+            outcomes.append(str(refused))
+
+    runs = [threading.Thread(target=take_over) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(30)
+    refused = [outcome for outcome in outcomes if outcome != "ran"]
+    assert outcomes.count("ran") == 1 and len(refused) == 1, outcomes
+    assert refused[0].startswith(f'export "k-{unique}" is being run already')
 
 
 def test_resuming_a_run_that_does_not_exist_starts_nothing(app_env, stand_ins, storage, unique, tmp_path, capsys):
