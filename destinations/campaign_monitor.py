@@ -22,7 +22,8 @@ from .base import JSON_STRING, Destination, Rows, Template, json_column, too_lon
 
 MAX_FIELD_CHARS = 250  # Campaign Monitor's limit for a custom field value
 CONSENT_BY_ANSWER = {"yes": '"Yes"', "no": '"No"', "": '"Unchanged"', "?": '"Unchanged"'}
-UNCLEAR_CONSENT = "consent value neither yes nor no: sent as Unchanged (what the person told Campaign Monitor stays)"
+UNCLEAR_CONSENT = ("consent value neither yes nor no, read as no answer: ConsentToTrack Unchanged (what the person "
+                   "told Campaign Monitor stays)")
 
 SPEC = DestinationSpec(
     type="campaign_monitor",
@@ -74,10 +75,11 @@ class CampaignMonitor(Destination):
             # Monitor before stays (Unchanged), where a No overwrote a Yes. The report counts those.
             answers = consent_answers(rows.values(consent_column))
             consent = [CONSENT_BY_ANSWER[answer] for answer in answers]
-            if unclear := answers.count("?"):
-                self.notes[UNCLEAR_CONSENT] += unclear
         refused = too_long({name: rows.trimmed(index) for name, index in custom.items()}, MAX_FIELD_CHARS,
                            f"custom field {{name}} longer than {MAX_FIELD_CHARS} characters")
+        if consent_column is not None and (unclear := sum(answer == "?" and at not in refused
+                                                          for at, answer in enumerate(answers))):
+            self.notes[UNCLEAR_CONSENT] += unclear  # of the rows it prepares (not those refused here)
         fields = {name: rows.json(index) for name, index in custom.items()}
         return self.render([json_column(keys), names, consent], fields, refused)
 

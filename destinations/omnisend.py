@@ -29,7 +29,7 @@ CONTACT_FIELDS = {"first_name": "firstName", "last_name": "lastName", "address":
 LIST_LIMIT, LIST_PAGES = 250, 4
 # A contact's email channel status by consent (False, True): only an explicit yes subscribes.
 STATUS_BY_CONSENT = ('"nonSubscribed"', '"subscribed"')
-UNCLEAR_CONSENT = "consent value neither yes nor no: sent as nonSubscribed"
+UNCLEAR_CONSENT = "consent value neither yes nor no, read as no consent: nonSubscribed"
 
 SPEC = DestinationSpec(
     type="omnisend",

@@ -104,9 +104,9 @@ def email_keys(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
     reasons = {index: email_problem(emails[index]) for index in invalid}
     if not "".join(values).isascii():
         # The Kelvin sign (U+212A) lowercases to an ASCII "k": checked lowercased, an address
-        # holding one passed as another person's.
+        # holding one passed as another person's. (Padding such as a no-break space is stripped.)
         for index, value in enumerate(values):
-            if not value.isascii() and emails[index].isascii() and index not in reasons:
+            if not value.strip().isascii() and emails[index].isascii() and index not in reasons:
                 invalid.append(index)
                 reasons[index] = "invalid email: non-ASCII characters"
     keys: list[str | None] = list(emails)

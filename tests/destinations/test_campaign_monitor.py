@@ -39,8 +39,8 @@ def test_a_consent_value_neither_yes_nor_no_is_no_answer_and_is_counted(build, v
     """It was sent as No, overwriting a Yes the person had given Campaign Monitor."""
     cm = build("campaign_monitor", {"list_id": LIST_ID}, {**MATCHING, "consent": "Consent"}, HEADER)
     assert json.loads(cm.item("d@example.com", ["d@example.com", "", "", value]))["ConsentToTrack"] == "Unchanged"
-    assert cm.notes == {"consent value neither yes nor no: sent as Unchanged (what the person told Campaign "
-                        "Monitor stays)": 1}
+    assert cm.notes == {"consent value neither yes nor no, read as no answer: ConsentToTrack Unchanged (what "
+                        "the person told Campaign Monitor stays)": 1}
 
 
 def test_consent_to_track_cannot_be_given_for_everyone_by_a_setting(build):

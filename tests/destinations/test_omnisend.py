@@ -28,7 +28,7 @@ def test_a_contact_is_tagged_and_subscribed_only_with_explicit_consent(omnisend)
         contact = json.loads(omnisend.item("b@example.com", ["b@example.com", "", "", consent, ""]))
         assert contact["identifiers"][0]["channels"]["email"]["status"] == "nonSubscribed"
     # A value not understood is no yes, and the report counts it: the data may mean one.
-    assert omnisend.notes == {"consent value neither yes nor no: sent as nonSubscribed": 1}
+    assert omnisend.notes == {"consent value neither yes nor no, read as no consent: nonSubscribed": 1}
 
 
 def test_the_default_tag_is_the_export_name(build):

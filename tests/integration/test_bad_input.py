@@ -76,11 +76,30 @@ def test_consent_values_neither_yes_nor_no_are_counted_in_the_report(app_env, st
     report = run("campaign_monitor", unique, path, stand_ins,
                  matching={"email": "Email", "consent": "Consent", "attributes": {"Notes": "Notes"}})
     assert report["destination"]["delivered"] == 5
-    assert report["destination"]["warnings"] == ["2 row(s): consent value neither yes nor no: sent as Unchanged "
-                                                 "(what the person told Campaign Monitor stays)"]
+    assert report["destination"]["warnings"] == ["2 row(s): consent value neither yes nor no, read as no answer: "
+                                                 "ConsentToTrack Unchanged (what the person told Campaign Monitor "
+                                                 "stays)"]
     held = stand_ins.campaign_monitor.state()["lists"][LIST_ID]
     assert {who: held[f"{who}-{unique}@example.com"]["ConsentToTrack"] for who in cells} == {
         "a": "Yes", "b": "No", "c": "Unchanged", "d": "Unchanged", "e": "Unchanged"}
+
+
+def test_unclear_consent_is_counted_once_per_row_across_chunks_and_not_for_rows_refused(app_env, stand_ins, storage,
+                                                                                       unique, monkeypatch):
+    """Many chunks in one plan part share the destination that prepares their items: each
+    chunk's entry holds its own count (not the running total), and a row refused for a
+    field too long is not counted as given Campaign Monitor."""
+    monkeypatch.setenv("CHUNK_ROWS", "5")
+    rows = "".join(f"u{i}-{unique}@example.com,{'n' * 300 if i == 7 else 'x'},ja\n" for i in range(120))
+    path = upload_segment(storage, f"{unique}/many.csv", "Email,Notes,Consent\n" + rows)
+    connection = connection_of(stand_ins, "campaign_monitor")
+    connection["settings"]["batch_size"] = 5
+    report = run("campaign_monitor", unique, path, stand_ins, connection=connection,
+                 matching={"email": "Email", "consent": "Consent", "attributes": {"Notes": "Notes"}})
+    assert report["chunks"] == 24 and report["destination"]["delivered"] == 119
+    assert report["destination"]["warnings"] == [
+        "119 row(s): consent value neither yes nor no, read as no answer: ConsentToTrack Unchanged (what the "
+        "person told Campaign Monitor stays)"]
 
 
 def test_a_mapped_column_that_is_missing(app_env, stand_ins, storage, unique):
