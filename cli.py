@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import getpass
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -43,7 +41,7 @@ def _definitions(path: str, stored: Callable[[str], dict[str, Any] | None] | Non
     """The file's document and its definitions, validated; with `stored` (a connection's
     stored document by name), its exports may name connections stored before."""
     from destinations import SPECS
-    from shared.config import DefinitionError, Problem, parse_definitions
+    from shared.config import DefinitionError, Problem, parse_definitions, valid_name
     from shared.settings import AppSettings
 
     try:
@@ -63,13 +61,10 @@ def _definitions(path: str, stored: Callable[[str], dict[str, Any] | None] | Non
         named = {c.get("name") for c in document.get("connections", []) if isinstance(c, dict)}
         exports = document.get("exports") if isinstance(document.get("exports"), list) else []
         wanted = sorted({e.get("connection") for e in exports if isinstance(e, dict)} - named, key=str)
-        found = [found for name in wanted if isinstance(name, str) and _NAME.fullmatch(name)
-                 and (found := stored(name)) is not None]
+        found = [found for name in wanted if valid_name(name) and (found := stored(name)) is not None]
         checked = {**document, "connections": document.get("connections", []) + found}
     return document, parse_definitions(checked, SPECS, allow_local=allow_local)
 
-
-_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # what can be a stored connection's name (shared.config's rule)
 
 
 def _print_problems(path: str, error: Any) -> None:
@@ -145,22 +140,27 @@ def _run(args: argparse.Namespace, workers) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from azure.core.exceptions import AzureError
+
     from destinations import SPECS
+    from runner.holds import local_user
     from shared.config import DefinitionError, record_consent
     from shared.engine import Services
 
     services = Services.current()
-    services.storage.ensure_containers()
     store = services.storage.definitions(SPECS, services.settings.allow_local_endpoints)
     try:  # the whole file is checked before anything is stored: none or all of it
+        # (storage is read only for connections its exports name and it does not define)
         document, _ = _definitions(args.config, stored=store.connection_document)
     except DefinitionError as error:
         _print_problems(args.config, error)
         return 1
-    try:
-        publisher = f"{getpass.getuser()} (cli.py publish)"
-    except (KeyError, OSError):  # no user name in this environment (a container without one)
-        publisher = "cli.py publish"
+    except AzureError as error:
+        print(f"{args.config}: its exports name connections it does not define, and the stored ones could not be "
+              f"read: {error.message}", file=sys.stderr)
+        return 1
+    services.storage.ensure_containers()
+    publisher = f"{local_user()} (cli.py publish)"
     for connection in document.get("connections", []):
         record_consent(connection, store.connection_document(connection["name"]), publisher)
         store.put_connection(connection)
@@ -172,16 +172,26 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
+    from azure.core.exceptions import AzureError
+
+    from shared.config import segment_path_problem
     from shared.engine import Services
 
     source = Path(args.file)
     if not source.is_file():
         print(f"upload: {source} is not a file", file=sys.stderr)
         return 2
+    if problem := segment_path_problem(args.segment):  # what an export's `segments` could not name
+        print(f"upload: --segment {problem}", file=sys.stderr)
+        return 2
     storage = Services.current().storage
-    storage.ensure_containers()
-    with source.open("rb") as data:  # streamed: a segment can be gigabytes
-        storage.container("segments").upload_blob(args.segment, data, overwrite=True, max_concurrency=4)
+    try:
+        storage.ensure_containers()
+        with source.open("rb") as data:  # streamed: a segment can be gigabytes
+            storage.container("segments").upload_blob(args.segment, data, overwrite=True, max_concurrency=4)
+    except AzureError as error:
+        print(f"upload: could not store segments/{args.segment}: {error.message}", file=sys.stderr)
+        return 1
     print(f"uploaded {source} ({source.stat().st_size:,} bytes) to segments/{args.segment}")
     return 0
 
@@ -189,16 +199,18 @@ def cmd_upload(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from runner.console import summary_table
     from shared.engine import Services, progress
-    from shared.engine.starts import looks_like_run_id
+    from shared.engine.starts import looks_like_run_id, run_not_found
 
     services = Services.current()
     run_ids = services.runs.run_ids(args.export)
     run_id = args.run or (run_ids[0] if run_ids else None)
-    found = progress(args.export, run_id, services) if run_id and looks_like_run_id(run_id) else None
+    if run_id is None:
+        print(f'export "{args.export}" has no runs yet', file=sys.stderr)
+        return 2
+    found = progress(args.export, run_id, services) if looks_like_run_id(run_id) else None
     if found is None:
-        known = f"its latest runs: {', '.join(run_ids[:5])}" if run_ids else "it has no runs yet"
-        print(f'export "{args.export}" has no run "{run_id}"; {known}' if run_id
-              else f'export "{args.export}" has no runs yet', file=sys.stderr)
+        print(f'export "{args.export}" has no run "{run_id}"' + run_not_found(args.export, run_id, services),
+              file=sys.stderr)
         return 2
     if args.json or found["status"] == "running":  # a run going on: its progress as the HTTP API serves it
         print(json.dumps(found, indent=2))

@@ -25,7 +25,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError
 from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient
 
-__all__ = ["RunInProgress", "export_hold"]
+__all__ = ["RunInProgress", "export_hold", "local_user"]
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +127,18 @@ def _gone(pid: str) -> bool:
     return False
 
 
+def local_user() -> str:
+    """The name of the person running this process (for run requests, holds, consent stamps)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name in this environment (a container without one)
+        return "a local user"
+
+
 def _holder() -> dict[str, str]:
     """Who holds the export, for the message another run gets (user, machine, process, since
     when), and for telling that process gone."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "a local user"
     host = socket.gethostname()
-    holder = f"{user} on {host} (process {os.getpid()}) since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    holder = f"{local_user()} on {host} (process {os.getpid()}) since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
     return {name: value.encode("ascii", "replace").decode()  # metadata travels in headers
             for name, value in {"holder": holder, "host": host, "pid": str(os.getpid())}.items()}

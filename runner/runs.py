@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Callable
 from typing import Any
 
 from shared.engine import Services, progress
 from shared.engine.starts import check_resumable, instance_id, run_request
 
-from .holds import export_hold
+from .holds import export_hold, local_user
 from .orchestration import LocalRunner
 from .workers import Workers
 
@@ -33,19 +32,12 @@ def run_export(export: dict[str, Any], connection: dict[str, Any] | None, *,
     with export_hold(services.storage.container("export-runs"), export["name"]):  # RunInProgress
         if resume is not None:
             check_resumable(export["name"], resume, services)  # UnknownRun
-        request = run_request(export["name"], trigger=trigger, requested_by=_user(), export=export,
+        request = run_request(export["name"], trigger=trigger, requested_by=local_user(), export=export,
                               connection=connection, run_id=resume)
         with LocalRunner(function_app.app, max_activities=max_activities, on_result=on_activity,
                          workers=workers) as runner:
             runner.run("export_run", request, instance_id(export["name"]))
     return services.runs.report(export["name"], request["run_id"])
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "local user"
 
 
 def run_status(export: str, run_id: str) -> dict[str, Any] | None:

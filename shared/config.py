@@ -35,6 +35,8 @@ __all__ = [
     "parse_definitions",
     "parse_export",
     "record_consent",
+    "segment_path_problem",
+    "valid_name",
 ]
 
 ROLES = ("admin", "contributor")
@@ -395,7 +397,7 @@ def parse_export(document: Any, connections: Mapping[str, Connection], specs: Ma
         check.add("segments", "must be a non-empty list of blob paths in the segments container")
         segments = []
     for index, path in enumerate(segments):
-        problem = _segment_path_problem(path)
+        problem = segment_path_problem(path)
         if problem:
             check.add(f"segments[{index}]", problem)
 
@@ -445,12 +447,18 @@ def _parse_matching(check: _Checker, document: Mapping[str, Any], spec: Destinat
     return Matching(email, customer_id, dict(attributes), consent)
 
 
-def _segment_path_problem(path: Any) -> str | None:
+def segment_path_problem(path: Any) -> str | None:
+    """Why `path` cannot name a segment (a blob in the segments container), or None."""
     if not isinstance(path, str) or not path.strip():
         return f"must be a blob path, got {_shown(path)}"
     if path.startswith("/") or "\\" in path or any(part in ("", ".", "..") for part in path.split("/")):
         return f"must be a relative path in the segments container, like 'vip/customers.csv', got {_shown(path)}"
     return None
+
+
+def valid_name(value: Any) -> bool:
+    """Whether `value` can name a connection or an export (the rule `_NAME_RULE` states)."""
+    return isinstance(value, str) and _NAME.fullmatch(value) is not None
 
 
 def record_consent(document: dict[str, Any], stored: Mapping[str, Any] | None, recorded_by: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from .services import Services
 
 __all__ = ["UnknownExport", "UnknownRun", "check_resumable", "instance_id", "looks_like_run_id", "new_run_id",
-           "run_request"]
+           "run_not_found", "run_request"]
 
 
 class UnknownExport(KeyError):
@@ -56,10 +56,18 @@ def run_request(export_name: str, *, trigger: str, requested_by: str | None, ser
 def check_resumable(export_name: str, run_id: str, services: Services) -> None:
     """Raise UnknownRun unless `run_id` is a run of the export that was planned (so it can
     go on): resuming a mistyped id started a new run under that id, sending every row again."""
-    if not looks_like_run_id(run_id) or services.runs.plan(export_name, run_id) is None:
-        latest = services.runs.run_ids(export_name)[:5]
-        known = f"its latest runs: {', '.join(latest)}" if latest else "it has no runs yet"
-        raise UnknownRun(f'export "{export_name}" has no run "{run_id}" to resume; {known}')
+    if looks_like_run_id(run_id) and services.runs.plan(export_name, run_id) is not None:
+        return
+    raise UnknownRun(f'export "{export_name}" has no run "{run_id}" to resume' + run_not_found(
+        export_name, run_id, services))
+
+
+def run_not_found(export_name: str, run_id: str, services: Services) -> str:
+    """The end of a message about a run the export has no plan of: why, and its latest runs."""
+    run_ids = services.runs.run_ids(export_name)
+    if run_id in run_ids:  # files, but no plan: the first part is being planned, or failed before storing it
+        return "; it has no plan yet (its first part is being planned, or failed before it was stored)"
+    return f"; its latest runs: {', '.join(run_ids[:5])}" if run_ids else "; it has no runs yet"
 
 
 def looks_like_run_id(text: str) -> bool:

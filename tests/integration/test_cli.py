@@ -100,6 +100,20 @@ def test_publish_stamps_who_stored_a_consent_and_keeps_the_stamp_while_the_accep
     assert store.connection_document(connection["name"])["consent"] == stamped
 
 
+def test_publish_lists_a_files_problems_without_reaching_storage(app_env, azurite, tmp_path, capsys, monkeypatch):
+    """Validation first: with storage unreachable, an invalid file still gets its problems,
+    not a connection error (and nothing is created before the file is known to be valid)."""
+    gone = azurite.connection_string.replace(f"127.0.0.1:{azurite.port}", "127.0.0.1:1")
+    assert gone != azurite.connection_string
+    monkeypatch.setenv("AzureWebJobsStorage", gone)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"connections": [{"name": "x", "type": "braze", "display_name": "X",
+                                                 "secret_name": "x", "settings": {}}], "exports": []}))
+    assert cli.main(["publish", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert 'connection "x": settings.rest_endpoint: is required' in err and "Traceback" not in err
+
+
 def test_a_definitions_file_that_is_not_json_or_missing_is_one_clear_problem(tmp_path, capsys):
     broken = tmp_path / "broken.json"
     broken.write_text('{"connections": [\n  {"name": "x",\n')
@@ -183,6 +197,13 @@ def test_upload_then_run_then_report_on_this_machine(app_env, stand_ins, storage
     assert cli.main(["report", "--export", export["name"], "--run", "../x"]) == 2
     assert f"its latest runs: {run_id}" in capsys.readouterr().err
     assert cli.main(["upload", str(tmp_path / "nope.csv"), "--segment", "x.csv"]) == 2
+    for unusable in ("/abs.csv", "vip//a.csv", "../x.csv", "c\\d.csv", " "):  # no export could name them
+        assert cli.main(["upload", str(segment), "--segment", unusable]) == 2
+        assert "upload: --segment must be" in capsys.readouterr().err
+    # A run whose first part is not stored yet (being planned, or failed before): said as such.
+    storage.container("export-runs").upload_blob(f"{export['name']}/29990101T000000Z-abcdef/chunks/0.items", b"")
+    assert cli.main(["report", "--export", export["name"], "--run", "29990101T000000Z-abcdef"]) == 2
+    assert "it has no plan yet" in capsys.readouterr().err
 
 
 def test_of_two_runs_taking_over_a_killed_runs_hold_at_once_one_runs(storage, unique, monkeypatch):
