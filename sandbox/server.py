@@ -18,6 +18,7 @@ resulting audience in memory. This module gives every stand-in the same:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import random
 import re
@@ -145,8 +146,8 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fault setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
         for name, value in settings.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be a number, not {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, not {value!r}")
             if name == "seed" and not isinstance(value, int):
                 raise ValueError(f"seed must be a whole number, not {value!r}")
             if known[name] == "float" and name not in ("slow_s", "throttle_wait_s") and not 0 <= value <= 1:

@@ -283,6 +283,7 @@ def test_the_demo_verifies_every_audience_against_the_generated_segment(monkeypa
     ("{server_error: 1}", "Expecting property name"),
     ('{"server_error": 5}', "server_error is a rate per request, from 0 to 1, not 5"),
     ('{"seed": 1.5}', "seed must be a whole number"),
+    ('{"slow_s": Infinity}', "slow_s must be a finite number"),
     ('[0.1]', "faults must be a JSON object"),
 ])
 def test_sandbox_faults_that_cannot_be_used_are_a_clear_error_not_a_traceback(faults, said, capsys):
