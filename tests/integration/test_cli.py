@@ -245,6 +245,34 @@ def test_of_two_runs_taking_over_a_killed_runs_hold_at_once_one_runs(storage, un
     assert refused[0].startswith(f'export "k-{unique}" is being run already')
 
 
+def test_the_hold_is_renewed_again_after_storage_could_not_be_reached(storage, unique, monkeypatch):
+    """A renewal that cannot reach storage (a connection error, not an HTTP answer) ended
+    the renewing thread: the lease then ran out under a run still going."""
+    from azure.core.exceptions import ServiceRequestError
+    from azure.storage.blob import BlobLeaseClient
+
+    from runner import holds
+
+    monkeypatch.setattr(holds, "RENEW_S", 0.05)
+    renew, calls = BlobLeaseClient.renew, []
+
+    def unreachable_at_first(self, **kwargs):
+        calls.append(kwargs)
+        if len(calls) <= 3:
+            raise ServiceRequestError("Connection refused")
+        return renew(self, **kwargs)
+
+    monkeypatch.setattr(BlobLeaseClient, "renew", unreachable_at_first)
+    container = storage.container("export-runs")
+    with holds.export_hold(container, f"r-{unique}"):
+        deadline = time.monotonic() + 5
+        while len(calls) < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(holds.RunInProgress), holds.export_hold(container, f"r-{unique}"):  # still held
+            pass
+    assert len(calls) >= 6 and all(call.get("retry_total") == 0 for call in calls)  # short attempts, again and again
+
+
 def test_resuming_a_run_that_does_not_exist_starts_nothing(app_env, stand_ins, storage, unique, tmp_path, capsys):
     """A mistyped --resume id started a whole new run under that id, every row sent again."""
     path = upload_segment(storage, f"{unique}/c.csv", "Email\nana@example.com\n")
