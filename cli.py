@@ -66,7 +66,6 @@ def _definitions(path: str, stored: Callable[[str], dict[str, Any] | None] | Non
     return document, parse_definitions(checked, SPECS, allow_local=allow_local)
 
 
-
 def _print_problems(path: str, error: Any) -> None:
     """Every problem of an invalid definitions file (a `DefinitionError`), one a line."""
     print(f"{path}: {len(error.problems)} problem(s):", file=sys.stderr)

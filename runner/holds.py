@@ -58,12 +58,12 @@ def export_hold(container: ContainerClient, export: str) -> Iterator[None]:
             BlobLeaseClient(blob).break_lease(lease_break_period=0, etag=version,
                                               match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceExistsError):
-            raise RunInProgress(f'export "{export}" is being run already: another run took it over just now') from None
+            raise _taken_over(export) from None
         lease = _take(blob, export)
     try:  # naming itself changes the lock's version: no run judging the one before gone breaks it now
         blob.set_blob_metadata(_holder(), lease=lease)
     except HttpResponseError:  # broken meanwhile by a run that judged the same lock, named by nobody yet
-        raise RunInProgress(f'export "{export}" is being run already: another run took it over just now') from None
+        raise _taken_over(export) from None
     stop = threading.Event()
 
     def renew() -> None:
@@ -102,6 +102,11 @@ def _take(blob: BlobClient, export: str) -> BlobLeaseClient:
         raise RunInProgress(
             f'export "{export}" is being run already, by {holder}: wait for it to end (a run that was '
             f"killed frees it within {LEASE_S} s), then run again") from None
+
+
+def _taken_over(export: str) -> RunInProgress:
+    """What a run is told when another took a killed run's hold over at the same moment."""
+    return RunInProgress(f'export "{export}" is being run already: another run took it over just now')
 
 
 def _left_by_a_process_gone(blob: BlobClient) -> str | None:

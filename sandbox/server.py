@@ -141,7 +141,7 @@ class Faults:
         ValueError saying what is wrong with them."""
         if not isinstance(settings, dict):
             raise ValueError('faults must be a JSON object, e.g. {"throttle": 0.1, "server_error": 0.05}')
-        known = {name: kind for name, kind in cls.__annotations__.items()}
+        known = dict(cls.__annotations__)  # name -> type, as text
         unknown = sorted(set(settings) - set(known))
         if unknown:
             raise ValueError(f"unknown fault setting(s) {', '.join(unknown)}; known: {', '.join(known)}")

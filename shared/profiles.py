@@ -21,7 +21,6 @@ except ImportError:  # pragma: no cover - other Pythons, or 3.12+ where it moved
 
 __all__ = [
     "consent_answers",
-    "consent_given",
     "email_keys",
     "email_problem",
     "is_sha256_hex",
@@ -133,11 +132,6 @@ def sha256_hexes(emails: list[str | None]) -> list[str | None]:
     A checked email holds an @, so it is never a digest already.
     """
     return [None if email is None else _sha256(email.encode("utf-8")).hexdigest() for email in emails]
-
-
-def consent_given(value: str) -> bool:
-    """True only for an explicit yes in a consent column; anything else (empty included) is no."""
-    return value.strip().lower() in _CONSENT_YES
 
 
 def consent_answers(values: list[str]) -> list[str]:

@@ -98,12 +98,13 @@ def _destination_report(plan: dict[str, Any], results: list[dict[str, Any]], err
     }
     if connection.get("type") and plan["status"] != "failed":
         report["warnings"] = destination_class(connection["type"]).warnings(totals["delivered"])
-        # One file of several that holds only its header (the run fails when all do): an
-        # upstream extract that broke off looks just like this.
+        # What preparing the chunks' items noticed (`Destination.notes`), counted over the run.
         notes = Counter()
         for chunk in plan["chunks"]:
             notes.update(chunk.get("notes") or {})
         report["warnings"] += [f"{count:,} row(s): {note}" for note, count in sorted(notes.items())]
+        # One file of several that holds only its header (the run fails when all do): an
+        # upstream extract that broke off looks just like this.
         empty = [segment["path"] for segment in plan["segments"] if plan.get("complete") and not segment["rows"]]
         report["warnings"] += [f"segment {path} holds no data rows (only a header): check that upstream wrote it "
                                "completely" for path in empty]

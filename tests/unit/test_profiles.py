@@ -6,7 +6,6 @@ import pytest
 
 from shared.profiles import (
     consent_answers,
-    consent_given,
     email_keys,
     email_problem,
     is_sha256_hex,
@@ -103,4 +102,4 @@ def test_consent_cells_read_as_an_answer_no_answer_or_not_understood():
     ("no", False), ("", False), ("maybe", False), ("0", False), ("unsubscribed", False),
 ])
 def test_only_an_explicit_yes_counts_as_consent(value, given):
-    assert consent_given(value) is given
+    assert (consent_answers([value]) == ["yes"]) is given
