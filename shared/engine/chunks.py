@@ -14,7 +14,9 @@ most every PROGRESS_INTERVAL_S seconds (0: after every batch), the chunk appends
 progress record (the rows accounted since the last record, through the batch's last
 row) before it sends the next batch. An activity that starts again (host recycled,
 process killed, `run --resume`) restores the records and continues after the last
-recorded row; a chunk with a final checkpoint just returns it. The interval trades the
+recorded row (where two executions ran at once, their records interleave: only those
+that go on from the last one counted count, `Tally.restore`); a chunk with a final
+checkpoint just returns it. The interval trades the
 cost of a blob write per batch (at Braze's 75 profiles per request, as much CPU as the
 requests themselves) against resending, after a crash, what the vendor confirmed in
 the last interval: upserts that change nothing.

@@ -33,6 +33,7 @@ class Tally:
         self.requests: Counter[str] = Counter()  # request statistics of earlier attempts
         self._rejected_rows = io.StringIO()
         self._writer = csv.writer(self._rejected_rows, lineterminator="\r\n")
+        self._through = 0  # the last row the previous record covered (0: none yet)
         self._mark = self._snapshot()
 
     def reject(self, row: int, identifier: str, reason: str, refused_by: str) -> None:
@@ -59,20 +60,25 @@ class Tally:
         """What was accounted since the last record, through row `through`."""
         rows, delivered, rejected, skipped, offset = self._mark
         self._mark = self._snapshot()
-        return {"through": through, "rows": self.rows - rows, "delivered": self.delivered - delivered,
+        after, self._through = self._through, through
+        return {"after": after, "through": through, "rows": self.rows - rows, "delivered": self.delivered - delivered,
                 "rejected": dict(self.rejected - rejected), "skipped": dict(self.skipped - skipped),
                 "rejected_rows": self._rejected_rows.getvalue()[offset:], "requests": requests}
 
     def restore(self, records: list[dict[str, Any]]) -> int:
         """Add earlier records back; returns the last row they cover (0 if none).
 
-        Each record goes further than the one before (`through`, its last row): one that
-        does not is the same append made twice (storage retried a write whose answer was
-        lost) and is not counted again.
+        A record counts only where it goes on from the one counted before it (its `after`
+        is that one's `through`, its last row). Another is the same append made twice
+        (storage retried a write whose answer was lost), or one of a second execution of
+        the chunk running at the same time (activities run at least once): its rows
+        overlap those already counted, and counting it would count them twice. The chunk
+        then sends again from the last row counted: upserts that change nothing.
+        (Records written before they carried `after` count if they go further.)
         """
         through = 0
         for record in records:
-            if record["through"] <= through:
+            if record["through"] <= through or record.get("after", through) != through:
                 continue
             through = record["through"]
             self.rows += record["rows"]
@@ -81,6 +87,7 @@ class Tally:
             self.skipped.update(record["skipped"])
             self.requests.update(record["requests"])
             self._rejected_rows.write(record["rejected_rows"])
+        self._through = through
         self._mark = self._snapshot()
         return through
 
