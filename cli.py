@@ -103,6 +103,7 @@ def _run(args: argparse.Namespace, workers) -> int:
     from shared.config import DefinitionError
     from shared.engine import Services
     from shared.engine.starts import UnknownRun
+    from shared.state import RUNS_CONTAINER, RunStore
 
     try:
         document, definitions = _definitions(args.config)
@@ -132,7 +133,7 @@ def _run(args: argparse.Namespace, workers) -> int:
     progress.close()
     print(summary_table([report]))
     print(f"\nrun {report['run_id']}: {report['status']} in {time.monotonic() - started:.1f}s; "
-          f"report in export-runs/{report['export']}/{report['run_id']}/report.json")
+          f"report in {RUNS_CONTAINER}/{RunStore.report_path(report['export'], report['run_id'])}")
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2), encoding="utf-8")
     return 0 if report["status"] == "succeeded" else 1
@@ -143,7 +144,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     from destinations import SPECS
     from runner.holds import local_user
-    from shared.config import DefinitionError, record_consent
+    from shared.config import DefinitionError
     from shared.engine import Services
 
     services = Services.current()
@@ -161,8 +162,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     services.storage.ensure_containers()
     publisher = f"{local_user()} (cli.py publish)"
     for connection in document.get("connections", []):
-        record_consent(connection, store.connection_document(connection["name"]), publisher)
-        store.put_connection(connection)
+        store.put_connection(connection, recorded_by=publisher)
     for export in document.get("exports", []):
         store.put_export(export)
     print(f"stored {len(document.get('connections', []))} connection(s) and {len(document.get('exports', []))} "
@@ -199,6 +199,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from runner.console import summary_table
     from shared.engine import Services, progress
     from shared.engine.starts import looks_like_run_id, run_not_found
+    from shared.state import RUNS_CONTAINER, RunStore
 
     services = Services.current()
     run_ids = services.runs.run_ids(args.export)
@@ -215,7 +216,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(json.dumps(found, indent=2))
     else:
         print(summary_table([found]))
-        print(f"\nreport in export-runs/{args.export}/{run_id}/report.json")
+        print(f"\nreport in {RUNS_CONTAINER}/{RunStore.report_path(args.export, run_id)}")
     return 0
 
 

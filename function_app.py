@@ -24,13 +24,10 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from shared import engine
 from shared.access import Caller, may_manage_connection, may_manage_export, may_use_connection
-from shared.config import DefinitionError, record_consent
-from shared.engine import Services, progress
-from shared.engine import export_chunk as run_chunk
-from shared.engine import finish_run as write_report
-from shared.engine import plan_next_part as plan_more
-from shared.engine import plan_run as make_plan
+from shared.config import DefinitionError, export_enabled
+from shared.engine import Services, progress, starting
 from shared.engine.starts import UnknownExport, instance_id, run_request
 from shared.worker import set_up_worker
 
@@ -54,10 +51,13 @@ def _json(status: int, body: Any) -> func.HttpResponse:
 
 
 async def _start(client: df.DurableOrchestrationClient, request: dict[str, Any]) -> str | None:
-    """Start a run of the request's export unless one is in progress; returns the instance id or None."""
+    """Start a run of the request's export unless one is in progress, here or as a local run
+    against the same storage (`cli.py run`); returns the instance id or None."""
     instance = instance_id(request["export"]["name"])
     status = await client.get_status(instance)
     if status is not None and status.runtime_status in ACTIVE:
+        return None
+    if Services.current().runs.held_by_local_run(request["export"]["name"]):
         return None
     try:
         return await client.start_new("export_run", instance, request)
@@ -80,7 +80,7 @@ async def scheduled_exports(timer: func.TimerRequest, client: df.DurableOrchestr
     """Start one run per enabled export; an export still running from last time is left alone."""
     services = Services.current()
     for document in services.definitions.documents("exports"):
-        if document.get("enabled", True) is True and isinstance(document.get("name"), str):
+        if export_enabled(document) and isinstance(document.get("name"), str):
             try:  # one export that cannot start (its connection deleted meanwhile) holds back none of the others
                 request = run_request(document["name"], trigger="timer", requested_by="schedule", services=services)
                 started = await _start(client, request)
@@ -134,8 +134,7 @@ async def _starting(client: df.DurableOrchestrationClient, export: str, run_id: 
             return None
     if not isinstance(request, dict) or request.get("run_id") != run_id:
         return None
-    return {"run_id": run_id, "export": export, "status": "starting", "requested_at": request.get("requested_at"),
-            "chunks": 0, "input_rows": 0, "rows_done": 0, "delivered": 0, "rejected": 0, "skipped": 0}
+    return starting(export, run_id, request.get("requested_at"))
 
 
 @app.route(route="exports/{name}/runs", methods=["GET"])
@@ -148,8 +147,8 @@ def list_runs(req: func.HttpRequest) -> func.HttpResponse:
 def list_exports(req: func.HttpRequest) -> func.HttpResponse:
     documents = Services.current().definitions.documents("exports")
     return _json(200, {"exports": [{"name": d.get("name"), "display_name": d.get("display_name"),
-                                    "connection": d.get("connection"), "enabled": d.get("enabled", True)}
-                                   for d in documents]})  # enabled unless it says otherwise, as the timer reads it
+                                    "connection": d.get("connection"), "enabled": export_enabled(d)}
+                                   for d in documents]})
 
 
 @app.route(route="connections", methods=["GET"])
@@ -167,11 +166,7 @@ def put_connection(req: func.HttpRequest) -> func.HttpResponse:
     if refusal:
         return _json(403, {"error": refusal})
 
-    def store(definitions, document):
-        record_consent(document, definitions.connection_document(document["name"]), caller.label)
-        definitions.put_connection(document)
-
-    return _put(req, store)
+    return _put(req, lambda definitions, document: definitions.put_connection(document, recorded_by=caller.label))
 
 
 @app.route(route="exports/{name}", methods=["PUT"])
@@ -298,20 +293,20 @@ def _first_line(error: Exception) -> str:
 
 @app.activity_trigger(input_name="request")
 def plan_run(request: dict) -> dict:
-    return make_plan(request, Services.current())
+    return engine.plan_run(request, Services.current())
 
 
 @app.activity_trigger(input_name="task")
 def plan_next_part(task: dict) -> dict:
-    return plan_more(task, Services.current())
+    return engine.plan_next_part(task, Services.current())
 
 
 @app.activity_trigger(input_name="task")
 def export_chunk(task: dict) -> dict:
-    return run_chunk(task, Services.current())
+    return engine.export_chunk(task, Services.current())
 
 
 @app.activity_trigger(input_name="task")
 def finish_run(task: dict) -> dict:
-    return write_report(task, Services.current())
+    return engine.finish_run(task, Services.current())
 

@@ -20,14 +20,11 @@ what `shared.config` validates) and a `Destination` subclass with three parts:
   outcomes of many batches with a few requests.
 
 All HTTP goes through `self.http` (`shared.http.HttpClient`): retries, backoff, pacing
-and throttle windows are never written in a destination. The error tree::
-
-    DestinationError          the destination stops; its other rows are reported "not sent"
-    ├── RetriableError        still failing after the retry policy (429, 5xx, network)
-    ├── AuthError             401 after one refresh of the credentials, where possible
-    └── FatalError            400/403/404 for a whole batch, an unusable answer
-
-    RowRejected               one row refused (by the vendor or by our checks): recorded, batch goes on
+and throttle windows are never written in a destination. The errors are `shared.http`'s
+tree (drawn there): any `DestinationError` from `send` stops the destination, and its
+other rows are reported "not sent". A row refused (by the vendor or by our checks) is
+no exception: `items` and `send` return it as {index: reason}, and the batch goes on;
+`RowRejected` is that refusal for the one-row helpers `identify` and `item`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.columns import blank_positions
 from shared.config import DestinationSpec, Setting
-from shared.http import Response, StaticKey, json_body, vendor_message
+from shared.http import Response, StaticKey, json_body
 
 from .base import JSON_STRING, Destination, Rows, Template, json_column
 
@@ -104,10 +104,6 @@ class Braze(Destination):
             if isinstance(index, int) and error.get("input_array") == "attributes":
                 refused[index] = f"Braze: {error.get('type') or 'refused'}"
         return refused
-
-    @staticmethod
-    def describe(response: Response) -> str:
-        return vendor_message(response, "message")
 
 
 JSON = {"Content-Type": "application/json"}

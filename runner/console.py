@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from shared.state import RUNS_CONTAINER
+
 __all__ = ["Progress", "summary_table"]
 
 
@@ -164,7 +166,7 @@ def summary_table(reports: list[dict[str, Any]]) -> str:
         for warning in destination.get("warnings") or []:
             details.append(f"  warning: {warning}")
         if destination.get("rejected_rows_file"):
-            details.append(f"  rejected rows: export-runs/{destination['rejected_rows_file']}")
+            details.append(f"  rejected rows: {RUNS_CONTAINER}/{destination['rejected_rows_file']}")
         if details:
             out += ["", f"{report['export']} (run {report['run_id']}):"] + details
     return "\n".join(out)

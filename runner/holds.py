@@ -25,6 +25,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError
 from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient
 
+from shared.state import RunStore
+
 __all__ = ["RunInProgress", "export_hold", "local_user"]
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ class RunInProgress(Exception):
 @contextmanager
 def export_hold(container: ContainerClient, export: str) -> Iterator[None]:
     """Hold `export` for this run (RunInProgress if another run holds it) until the block ends."""
-    blob = container.get_blob_client(f"{export}/local-run.lock")
+    blob = container.get_blob_client(RunStore.hold_path(export))
     try:
         blob.upload_blob(b"", overwrite=False)
     except ResourceExistsError:

@@ -2,15 +2,16 @@
 
 It plays the part of the Durable Functions host for one run: it calls the registered
 orchestrator generators with a context offering the calls they use (`call_activity`,
-`call_activity_with_retry`, `call_sub_orchestrator`, `task_any`, `task_all`), runs the
+`call_sub_orchestrator`, `task_any`), runs the
 registered activity functions on a thread pool (chunk activities, given `Workers`, in
 worker processes: `runner.workers`), and passes every input and result through a JSON
 round trip, as the host does. There is one orchestration logic: this
 module adds none, it only executes what `function_app.py` declares.
 
 Differences from the host, on purpose: no replay (each generator runs once, in order),
-retries wait briefly instead of the RetryOptions interval, and the orchestrations (and,
-without workers, every activity) live in the runner's process.
+and the orchestrations (and, without workers, every activity) live in the runner's
+process. Activities are retried by the orchestrators themselves (function_app.py), so
+the runner offers no retrying call: a second retry mechanism would differ from the host's.
 """
 
 from __future__ import annotations
@@ -38,19 +39,16 @@ def _round_trip(value: Any) -> Any:
 
 
 class _Task:
-    """A pending call: an activity or sub-orchestration (a future), or a when-any / when-all."""
+    """A pending call: an activity or sub-orchestration (a future), or a when-any of them."""
 
-    def __init__(self, future: Future | None = None, children: list[_Task] | None = None, mode: str = ""):
+    def __init__(self, future: Future | None = None, children: list[_Task] | None = None):
         self.future = future
         self.children = children or []
-        self.mode = mode
 
     def wait(self) -> Any:
         """Block until done; return what `yield task` gives the orchestrator, or raise its error."""
         if self.future is not None:
             return self.future.result()
-        if self.mode == "all":
-            return [child.wait() for child in self.children]
         first = _first_done([child.future for child in self.children])
         return next(child for child in self.children if child.future is first)
 
@@ -90,20 +88,13 @@ class _Context:
         self.custom_status = status
 
     def call_activity(self, name: str, input_: Any = None) -> _Task:
-        return _Task(self._runner._submit_activity(name, input_, attempts=1))
-
-    def call_activity_with_retry(self, name: str, retry_options: Any, input_: Any = None) -> _Task:
-        attempts = getattr(retry_options, "max_number_of_attempts", 1)
-        return _Task(self._runner._submit_activity(name, input_, attempts=attempts))
+        return _Task(self._runner._submit_activity(name, input_))
 
     def call_sub_orchestrator(self, name: str, input_: Any = None, instance_id: str | None = None) -> _Task:
         return _Task(self._runner._submit_orchestration(name, input_, instance_id or f"{self.instance_id}:{name}"))
 
     def task_any(self, tasks: list[_Task]) -> _Task:
-        return _Task(children=list(tasks), mode="any")
-
-    def task_all(self, tasks: list[_Task]) -> _Task:
-        return _Task(children=list(tasks), mode="all")
+        return _Task(children=list(tasks))
 
 
 _indexed: dict[int, list[Any]] = {}
@@ -138,7 +129,7 @@ class LocalRunner:
     `on_result(function name, input, result)` is called after every activity, for
     progress display. `max_activities` plays host.json's maxConcurrentActivityFunctions
     times the instances Azure would scale out to: by default the largest fan-out
-    (`parallel_chunks` is at most 32) runs whole. Fewer would still use the vendor's whole
+    (`parallel_chunks`' default is at most 32) runs whole. Fewer would still use the vendor's whole
     limit (the activities running share it: `shared.budgets`), with fewer requests in
     flight.
     """
@@ -185,7 +176,7 @@ class LocalRunner:
         except StopIteration as finished:
             return finished.value
 
-    def _submit_activity(self, name: str, input_: Any, attempts: int) -> Future:
+    def _submit_activity(self, name: str, input_: Any) -> Future:
         function = self._activities.get(name)
         if function is None:
             raise OrchestrationFailed(f"no activity named {name!r} in the app")
@@ -193,13 +184,7 @@ class LocalRunner:
         workers = self._workers if self._workers is not None and self._workers.takes(name) else None
 
         def call() -> Any:
-            for attempt in range(1, attempts + 1):
-                try:
-                    result = workers.call(name, payload) if workers else _round_trip(function(json.loads(payload)))
-                    break
-                except Exception:
-                    if attempt == attempts:
-                        raise
+            result = workers.call(name, payload) if workers else _round_trip(function(json.loads(payload)))
             if self._on_result:
                 self._on_result(name, json.loads(payload), result)
             return result

@@ -7,6 +7,7 @@ from typing import Any
 
 from shared.engine import Services, progress
 from shared.engine.starts import check_resumable, instance_id, run_request
+from shared.state import RUNS_CONTAINER
 
 from .holds import export_hold, local_user
 from .orchestration import LocalRunner
@@ -29,7 +30,7 @@ def run_export(export: dict[str, Any], connection: dict[str, Any] | None, *,
     import function_app  # the app itself: its orchestrators and activities are what runs
 
     services = Services.current()
-    with export_hold(services.storage.container("export-runs"), export["name"]):  # RunInProgress
+    with export_hold(services.storage.container(RUNS_CONTAINER), export["name"]):  # RunInProgress
         if resume is not None:
             check_resumable(export["name"], resume, services)  # UnknownRun
         request = run_request(export["name"], trigger=trigger, requested_by=local_user(), export=export,

@@ -34,6 +34,7 @@ __all__ = [
     "parse_connection",
     "parse_definitions",
     "parse_export",
+    "export_enabled",
     "record_consent",
     "segment_path_problem",
     "valid_name",
@@ -44,9 +45,10 @@ MODES = ("upsert",)
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}")  # Key Vault's own rule for secret names
 _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-# One chunk activity sends one request at a time: about this many a second to a vendor
-# over the internet (~100 ms a round trip). A connection's rate limit divided by it is
-# how many chunk activities it takes to use the limit (at most MAX_WIDTH).
+# A chunk activity sends about this many requests a second to a vendor over the internet
+# (its `requests_in_flight`, 2 by default, at ~200 ms a round trip). A connection's rate
+# limit divided by it is how many chunk activities it takes to use the limit: the
+# default of `parallel_chunks`, at most MAX_WIDTH (the setting itself allows up to 64).
 SENDER_RATE = 10.0
 MAX_WIDTH = 32
 
@@ -459,6 +461,13 @@ def segment_path_problem(path: Any) -> str | None:
 def valid_name(value: Any) -> bool:
     """Whether `value` can name a connection or an export (the rule `_NAME_RULE` states)."""
     return isinstance(value, str) and _NAME.fullmatch(value) is not None
+
+
+def export_enabled(document: Mapping[str, Any]) -> bool:
+    """Whether a stored export document is enabled, as the timer and the API read it: unless
+    it says otherwise (`enabled` left out is true; anything but true or false is invalid,
+    and not enabled)."""
+    return document.get("enabled", True) is True
 
 
 def record_consent(document: dict[str, Any], stored: Mapping[str, Any] | None, recorded_by: str) -> None:

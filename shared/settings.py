@@ -32,7 +32,6 @@ class AppSettings:
     key_vault_url: str | None
     local_secrets_file: str | None
     allow_local_endpoints: bool
-    export_schedule: str
     chunk_rows: int | None = None  # None: sized from the segment and the fan-out width
     progress_interval_s: float = 5.0
 
@@ -53,7 +52,6 @@ class AppSettings:
             key_vault_url=env.get("KEY_VAULT_URL") or None,
             local_secrets_file=env.get("LOCAL_SECRETS_FILE") or None,
             allow_local_endpoints=env.get("ALLOW_LOCAL_ENDPOINTS", "").strip().lower() in _TRUE,
-            export_schedule=env.get("EXPORT_SCHEDULE", "0 0 2 * * *"),
             chunk_rows=int(env["CHUNK_ROWS"]) if env.get("CHUNK_ROWS") else None,
             progress_interval_s=float(env.get("PROGRESS_INTERVAL_S") or 5.0),
         )

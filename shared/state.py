@@ -8,8 +8,8 @@ Layout of the one storage account (Azurite locally)::
                      chunks/<n>.items + .invalid.csv (the plan's work; its counts are in plan.json),
                      chunks/<n>.progress (confirmed batches), chunks/<n>.json (checkpoint),
                      chunks/<n>.rejected.csv (refused by the vendor or not sent)
-    export-state/    per export and destination state across runs (membership snapshots),
-                     rate-budgets/<connection>.json (who sends to a connection now: shared/budgets.py)
+    export-state/    state across runs: rate-budgets/<connection>.json (who sends to a
+                     connection now: shared/budgets.py)
 
 Everything here is JSON or CSV a person can open. Writes of a chunk's files happen before
 its checkpoint, so a checkpoint always describes files that exist.
@@ -36,14 +36,24 @@ from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, Contain
 from requests.adapters import HTTPAdapter
 
 from .budgets import RateBudget, rate_budget
-from .config import Connection, Definitions, DestinationSpec, Export, parse_connection, parse_definitions, parse_export
+from .config import (
+    Connection,
+    Definitions,
+    DestinationSpec,
+    Export,
+    parse_connection,
+    parse_definitions,
+    parse_export,
+    record_consent,
+)
 from .memory import release_frames
 from .segments import DOWNLOAD_BYTES, SegmentReader
 from .settings import AppSettings
 
-__all__ = ["CONTAINERS", "BackgroundWrites", "DefinitionStore", "RunStore", "Storage"]
+__all__ = ["CONTAINERS", "RUNS_CONTAINER", "BackgroundWrites", "DefinitionStore", "RunStore", "Storage"]
 
-CONTAINERS = ("segments", "exports", "export-runs", "export-state")
+RUNS_CONTAINER = "export-runs"  # the runs' files (`RunStore`): what reports and messages point into
+CONTAINERS = ("segments", "exports", RUNS_CONTAINER, "export-state")
 
 
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
@@ -105,7 +115,7 @@ class Storage:
 
     @property
     def runs(self) -> RunStore:
-        return RunStore(self.container("export-runs"))
+        return RunStore(self.container(RUNS_CONTAINER))
 
     def rate_budget(self, connection: str) -> RateBudget:
         """This process's share of the connection's rate limit, agreed with every process sending to it."""
@@ -165,8 +175,12 @@ class DefinitionStore:
         self._specs = specs
         self._allow_local = allow_local
 
-    def put_connection(self, document: dict[str, Any]) -> Connection:
-        """Validate and store a connection; raises DefinitionError."""
+    def put_connection(self, document: dict[str, Any], recorded_by: str | None = None) -> Connection:
+        """Validate and store a connection; raises DefinitionError. With `recorded_by` (who
+        stores it), its consent is stamped first (`record_consent`: unchanged acceptance,
+        unchanged stamp)."""
+        if recorded_by is not None:
+            record_consent(document, self.connection_document(str(document.get("name"))), recorded_by)
         connection = parse_connection(document, self._specs, allow_local=self._allow_local)
         _write_json(self._container, f"connections/{connection.name}.json", document)
         return connection
@@ -384,6 +398,24 @@ class RunStore:
     def prefix(export: str, run_id: str) -> str:
         return f"{export}/{run_id}"
 
+    @classmethod
+    def report_path(cls, export: str, run_id: str) -> str:
+        return f"{cls.prefix(export, run_id)}/report.json"
+
+    @staticmethod
+    def hold_path(export: str) -> str:
+        """The blob a local run of the export holds a lease on (`runner.holds`); `run_ids`
+        skips it, as every file of a run is one folder deeper."""
+        return f"{export}/local-run.lock"
+
+    def held_by_local_run(self, export: str) -> bool:
+        """Whether a local run (`cli.py run` against this storage) holds the export now."""
+        try:
+            properties = self._container.get_blob_client(self.hold_path(export)).get_blob_properties()
+        except ResourceNotFoundError:
+            return False
+        return properties.lease.state == "leased"
+
     def write_plan(self, plan: dict[str, Any], *, etag: str | None = None, new: bool = False) -> bool:
         """Store the run's plan; with `etag` (as `plan_and_etag` read it) only if it is still
         that version, with `new` only if the run has none yet: False, and nothing written,
@@ -537,10 +569,10 @@ class RunStore:
         return path
 
     def write_report(self, report: dict[str, Any]) -> None:
-        _write_json(self._container, f"{self.prefix(report['export'], report['run_id'])}/report.json", report)
+        _write_json(self._container, self.report_path(report["export"], report["run_id"]), report)
 
     def report(self, export: str, run_id: str) -> dict[str, Any] | None:
-        return _read_json(self._container, f"{self.prefix(export, run_id)}/report.json")
+        return _read_json(self._container, self.report_path(export, run_id))
 
     def run_ids(self, export: str) -> list[str]:
         """Run ids of an export, newest first (run ids start with their UTC start time)."""

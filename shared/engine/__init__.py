@@ -6,8 +6,8 @@ calls the very same activities. Each takes and returns small JSON.
 
 from .chunks import export_chunk
 from .planning import PlanError, load_definitions, plan_next_part, plan_run
-from .reports import finish_run, progress
+from .reports import finish_run, progress, starting
 from .services import Services
 
 __all__ = ["PlanError", "Services", "export_chunk", "finish_run", "load_definitions", "plan_next_part",
-           "plan_run", "progress"]
+           "plan_run", "progress", "starting"]

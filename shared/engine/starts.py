@@ -2,7 +2,11 @@
 
 One export runs at most once at a time: its orchestration instance id is derived from
 the export name, so a second start while one is running is refused (409) rather than
-racing the first on the same audience.
+racing the first on the same audience. A local run (`cli.py run`, `runner.holds`) holds
+the export with a blob lease: the Function App does not start one while it is held, and
+local runs wait for each other; a local run cannot see an orchestration running in
+Azure (its state is the Durable host's), so do not run locally against the storage of a
+deployed app while it exports the same export.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+from .planning import now_iso
 from .services import Services
 
 __all__ = ["UnknownExport", "UnknownRun", "check_resumable", "instance_id", "looks_like_run_id", "new_run_id",
@@ -50,7 +55,7 @@ def run_request(export_name: str, *, trigger: str, requested_by: str | None, ser
             raise UnknownExport(f'unknown export "{export_name}"')
         connection = services.definitions.connection_document(str(export.get("connection")))
     return {"run_id": run_id or new_run_id(), "export": export, "connection": connection, "trigger": trigger,
-            "requested_by": requested_by, "requested_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
+            "requested_by": requested_by, "requested_at": now_iso()}
 
 
 def check_resumable(export_name: str, run_id: str, services: Services) -> None:

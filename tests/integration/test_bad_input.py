@@ -42,7 +42,7 @@ GOOD = "CustomerId,Email,Notes\nC1,ana@example.com,x\nC2,ben@example.com,y\n"
 
 # -- the file --------------------------------------------------------------------------------
 
-def test_an_empty_file(app_env, stand_ins, storage, unique):
+def test_an_empty_file_fails_the_run_naming_the_file_and_sends_nothing(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/empty.csv", "")
     report = run("omnisend", unique, path, stand_ins)
     assert (report["status"], report["error"]) == (
@@ -50,7 +50,7 @@ def test_an_empty_file(app_env, stand_ins, storage, unique):
     assert stand_ins.omnisend.log == []
 
 
-def test_a_header_without_rows(app_env, stand_ins, storage, unique):
+def test_a_header_without_rows_fails_the_run_saying_there_is_no_data(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/header.csv", "CustomerId,Email,Notes\r\n")
     report = run("omnisend", unique, path, stand_ins)
     assert report["error"] == f"the export's segments hold no data rows (only a header): {path}"
@@ -102,7 +102,7 @@ def test_unclear_consent_is_counted_once_per_row_across_chunks_and_not_for_rows_
         "person told Campaign Monitor stays)"]
 
 
-def test_a_mapped_column_that_is_missing(app_env, stand_ins, storage, unique):
+def test_a_missing_mapped_column_fails_the_run_naming_it_and_the_columns_found(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/columns.csv", "Mail,Notes\nana@example.com,x\n")
     report = run("campaign_monitor", unique, path, stand_ins)
     assert report["status"] == "failed"
@@ -110,7 +110,7 @@ def test_a_mapped_column_that_is_missing(app_env, stand_ins, storage, unique):
     assert stand_ins.campaign_monitor.log == []
 
 
-def test_bytes_that_are_not_utf8(app_env, stand_ins, storage, unique):
+def test_a_row_that_is_not_utf8_is_rejected_and_the_others_delivered(app_env, stand_ins, storage, unique):
     data = GOOD.encode() + b"C3,cy@example.com,caf\xe9\n"
     path = upload_segment(storage, f"{unique}/latin1.csv", data)
     report = run("campaign_monitor", unique, path, stand_ins)
@@ -136,7 +136,7 @@ def test_a_lone_carriage_return_ends_a_row_and_no_row_after_it_is_lost(app_env, 
     assert stand_ins.campaign_monitor.active(LIST_ID) >= set(emails)
 
 
-def test_rows_with_too_many_or_too_few_fields(app_env, stand_ins, storage, unique):
+def test_rows_with_too_many_or_too_few_fields_are_rejected_saying_how_many(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/fields.csv", GOOD + "C3,cy@example.com\nC4,d@example.com,z,extra\n")
     report = run("omnisend", unique, path, stand_ins)
     assert report["destination"]["reasons"]["rejected"] == {"row has 2 fields, the header has 3": 1,
@@ -144,14 +144,14 @@ def test_rows_with_too_many_or_too_few_fields(app_env, stand_ins, storage, uniqu
     assert report["destination"]["delivered"] == 2
 
 
-def test_a_value_longer_than_the_vendor_allows(app_env, stand_ins, storage, unique):
+def test_a_value_longer_than_the_vendor_allows_is_rejected_before_sending(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/long.csv", GOOD + f"C3,cy@example.com,{'n' * 251}\n")
     report = run("campaign_monitor", unique, path, stand_ins)
     assert report["destination"]["reasons"]["rejected"] == {"custom field Notes longer than 250 characters": 1}
     assert stand_ins.campaign_monitor.active(LIST_ID) == {"ana@example.com", "ben@example.com"}
 
 
-def test_invalid_emails(app_env, stand_ins, storage, unique):
+def test_invalid_emails_are_rejected_each_with_its_reason(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/emails.csv",
                           GOOD + "C3,cy @example.com,z\nC4,d@@example.com,z\nC5,e@example,z\n")
     report = run("snapchat", unique, path, stand_ins)
@@ -160,28 +160,28 @@ def test_invalid_emails(app_env, stand_ins, storage, unique):
         "invalid email: malformed domain": 1}
 
 
-def test_duplicate_rows(app_env, stand_ins, storage, unique):
+def test_duplicate_rows_are_skipped_the_first_occurrence_wins_after_normalising(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/dups.csv", GOOD + "C1,ANA@example.com ,again\nC2,ben@example.com,y\n")
     report = run("braze", unique, path, stand_ins)
     assert report["destination"]["reasons"]["skipped"] == {"duplicate of an earlier row": 2}
     assert stand_ins.braze.members("segment_bad") == {"C1", "C2"}
 
 
-def test_a_segment_blob_that_does_not_exist(app_env, stand_ins, unique):
+def test_a_segment_that_does_not_exist_fails_the_run_naming_it(app_env, stand_ins, unique):
     report = run("omnisend", unique, f"{unique}/absent.csv", stand_ins)
     assert report["error"] == f"segment {unique}/absent.csv was not found in container segments"
 
 
 # -- the definitions -------------------------------------------------------------------------
 
-def test_an_export_naming_an_unknown_connection(app_env, stand_ins, storage, unique):
+def test_an_export_naming_an_unknown_connection_fails_the_run_naming_it(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
     report = run_export({**export("braze", unique, path), "connection": "no-such-connection"}, None)
     assert report["status"] == "failed"
     assert 'connection: names an unknown connection "no-such-connection"' in report["error"]
 
 
-def test_a_connection_without_recorded_consent(app_env, stand_ins, storage, unique):
+def test_a_connection_without_recorded_consent_sends_nothing(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
     report = run("braze", unique, path, stand_ins, connection={**connection_of(stand_ins, "braze"), "consent": None})
     assert "has no recorded privacy consent" in report["error"]
@@ -208,13 +208,14 @@ def vault_env(vault, app_env, stand_ins, monkeypatch):
     return vault
 
 
-def test_credentials_come_from_key_vault(vault_env, stand_ins, storage, unique):
+def test_credentials_come_from_key_vault_through_the_managed_identity(vault_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
     report = run("braze", unique, path, stand_ins)
     assert report["status"] == "succeeded" and report["destination"]["delivered"] == 2
 
 
-def test_a_key_vault_secret_that_does_not_exist(vault_env, stand_ins, storage, unique):
+def test_a_key_vault_secret_that_does_not_exist_fails_the_destination_and_no_row_is_sent(
+        vault_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
     connection = {**connection_of(stand_ins, "braze"), "secret_name": "never-stored"}
     report = run("braze", unique, path, stand_ins, connection=connection)
@@ -224,7 +225,7 @@ def test_a_key_vault_secret_that_does_not_exist(vault_env, stand_ins, storage, u
     assert stand_ins.braze.log == []
 
 
-def test_a_secret_lacking_a_field(vault_env, stand_ins, storage, unique):
+def test_a_secret_lacking_a_field_fails_naming_the_field(vault_env, stand_ins, storage, unique):
     vault_env.set_secret("half-snapchat", json.dumps({"client_id": "x", "client_secret": "y"}))
     path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
     connection = {**connection_of(stand_ins, "snapchat"), "secret_name": "half-snapchat"}
@@ -234,7 +235,8 @@ def test_a_secret_lacking_a_field(vault_env, stand_ins, storage, unique):
 
 # -- the vendor ------------------------------------------------------------------------------
 
-def test_a_wrong_api_key(app_env, stand_ins, storage, unique, monkeypatch):
+def test_a_wrong_api_key_fails_the_destination_without_the_key_and_later_chunks_send_nothing(
+        app_env, stand_ins, storage, unique, monkeypatch):
     secrets = json.loads(app_env.read_text())
     secrets["sandbox-braze"]["api_key"] = "wrong-key-value"
     wrong = app_env.with_name("wrong.secrets.json")
@@ -254,20 +256,21 @@ def test_a_wrong_api_key(app_env, stand_ins, storage, unique, monkeypatch):
     assert len(stand_ins.braze.log) < report["chunks"]
 
 
-def test_an_unknown_audience(app_env, stand_ins, storage, unique):
+def test_an_unknown_audience_fails_with_the_vendors_reason_for_every_row(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
     report = run("snapchat", unique, path, stand_ins, target={"audience_id": "missing-audience"})
     assert report["error"] == "Snapchat refused the request (404): Segment missing-audience not found"
     assert report["destination"]["reasons"]["rejected"] == {report["error"]: 2}
 
 
-def test_an_unknown_list(app_env, stand_ins, storage, unique):
+def test_an_unknown_list_fails_with_the_vendors_reason(app_env, stand_ins, storage, unique):
     path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
     report = run("campaign_monitor", unique, path, stand_ins, target={"list_id": "missing-list"})
     assert report["error"] == "Campaign Monitor refused the request (404): Invalid ListID"
 
 
-def test_a_vendor_400_for_a_whole_batch(app_env, stand_ins, storage, unique, monkeypatch):
+def test_a_vendor_400_for_a_whole_batch_fails_the_destination_with_its_reason(
+        app_env, stand_ins, storage, unique, monkeypatch):
     monkeypatch.setattr(stand_ins.braze, "max_batch", 1)  # a contract with a lower limit than configured
     path = upload_segment(storage, f"{unique}/ok.csv", GOOD)
     report = run("braze", unique, path, stand_ins)
@@ -275,8 +278,8 @@ def test_a_vendor_400_for_a_whole_batch(app_env, stand_ins, storage, unique, mon
     assert report["destination"]["reasons"]["rejected"] == {report["error"]: 2}
 
 
-def test_campaign_monitor_skipping_suppressed_and_unsubscribed_addresses(app_env, stand_ins, storage, unique,
-                                                                         monkeypatch):
+def test_addresses_campaign_monitor_skips_as_suppressed_or_unsubscribed_are_rejected_with_its_code(
+        app_env, stand_ins, storage, unique, monkeypatch):
     monkeypatch.setattr(stand_ins.campaign_monitor, "suppressed", {"ana@example.com"})
     stand_ins.campaign_monitor.lists[LIST_ID]["ben@example.com"] = {
         "Name": "", "ConsentToTrack": "Unchanged", "CustomFields": {}, "State": "Unsubscribed"}
@@ -287,7 +290,8 @@ def test_campaign_monitor_skipping_suppressed_and_unsubscribed_addresses(app_env
     assert stand_ins.campaign_monitor.active(LIST_ID) == {"cy@example.com"}
 
 
-def test_an_omnisend_batch_that_ends_stopped(app_env, stand_ins, storage, unique, monkeypatch):
+def test_contacts_of_an_omnisend_batch_that_ends_stopped_are_rejected_not_lost(
+        app_env, stand_ins, storage, unique, monkeypatch):
     monkeypatch.setattr(stand_ins.omnisend, "stop_batches", True)
     path = upload_segment(storage, f"{unique}/ok.csv", GOOD + "C3,cy@example.com,z\nC4,dee@example.com,z\n")
     report = run("omnisend", unique, path, stand_ins)

@@ -101,6 +101,27 @@ def test_an_unknown_export_is_404_and_a_running_one_is_409(defined):
     assert response.status_code == 409 and busy.started == []
 
 
+def test_an_export_held_by_a_local_run_is_409_and_left_alone_by_the_schedule(defined, storage):
+    """A local run (cli.py run) against the same storage has no orchestration instance: its
+    lease on the export is what says it runs."""
+    from runner.holds import export_hold
+    from shared.engine.starts import instance_id
+    from shared.state import RUNS_CONTAINER
+
+    client = DurableClient()
+    timer = function_app.scheduled_exports.build().get_user_function().__wrapped__
+    with export_hold(storage.container(RUNS_CONTAINER), defined["name"]):
+        response = call("start_run", "POST", f"/api/exports/{defined['name']}/runs", {"name": defined["name"]},
+                        client=client)
+        assert response.status_code == 409
+        asyncio.run(timer(TimerRequest(past_due=False), client))
+        assert instance_id(defined["name"]) not in [instance for _, instance, _ in client.started]
+    response = call("start_run", "POST", f"/api/exports/{defined['name']}/runs", {"name": defined["name"]},
+                    client=client)
+    assert response.status_code == 202  # the hold ended with the local run
+    assert [instance for _, instance, _ in client.started].count(instance_id(defined["name"])) == 1
+
+
 def test_a_run_started_meanwhile_by_another_caller_is_409_not_500(defined):
     """Between the status read and the start, another caller started the instance: the host
     refuses to start a running instance id again."""
@@ -192,9 +213,11 @@ def test_a_run_polled_before_its_plan_is_written_is_starting_not_unknown(defined
     response = call("get_run", "GET", f"/api/exports/{defined['name']}/runs/{run_id}",
                     {"name": defined["name"], "run_id": run_id}, client=polled)
     assert response.status_code == 200
+    # The fields of a running run's progress (one shape for clients that poll), nothing done.
     assert json.loads(response.get_body()) == {
         "run_id": run_id, "export": defined["name"], "status": "starting", "requested_at": request["requested_at"],
-        "chunks": 0, "input_rows": 0, "rows_done": 0, "delivered": 0, "rejected": 0, "skipped": 0}
+        "planned_at": None, "chunks": 0, "chunks_done": 0, "chunks_sending": 0, "plan_complete": False,
+        "input_rows": 0, "rows_done": 0, "delivered": 0, "rejected": 0, "skipped": 0}
     # Another run of the export, or one that ended without a plan, stays unknown.
     other = call("get_run", "GET", f"/api/exports/{defined['name']}/runs/other",
                  {"name": defined["name"], "run_id": "other"}, client=polled)

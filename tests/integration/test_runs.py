@@ -172,7 +172,7 @@ def test_exports_of_one_segment_run_at_once_share_its_blocks_and_each_account_fo
     body = "".join(f"C{i},person{i}@example.com,Person {i},yes\n" for i in range(60_000))  # ~2.3 MB: several blocks
     path = upload_segment(storage, f"{unique}/segment.csv", HEADER + "\n" + body)
     together = threading.Barrier(2, timeout=30)  # both plans start reading at once, as a schedule starts them
-    monkeypatch.setattr(function_app, "make_plan", lambda request, services: together.wait() is not None and
+    monkeypatch.setattr(function_app.engine, "plan_run", lambda request, services: together.wait() is not None and
                         planning.plan_run(request, services))
     shared = shared_blocks()
     read_before, taken_before = shared.read_blocks, shared.taken_blocks
@@ -250,7 +250,7 @@ def test_a_plan_read_in_parts_finds_duplicates_across_its_parts(same_process, ap
     connection = connection_of(stand_ins, "campaign_monitor")
     connection["settings"].update(batch_size=5)
     parts = []
-    monkeypatch.setattr(function_app, "plan_more", lambda task, services: parts.append(task) or
+    monkeypatch.setattr(function_app.engine, "plan_next_part", lambda task, services: parts.append(task) or
                         planning.plan_next_part(task, services))
     report = run_export(emails_only(unique, path), connection)
 
@@ -274,7 +274,7 @@ def test_a_segment_replaced_between_plan_parts_fails_the_run_and_reports_what_wa
         upload_segment(storage, path, text + "late@example.com\n")  # upstream rewrote the file meanwhile
         return planning.plan_next_part(task, services)
 
-    monkeypatch.setattr(function_app, "plan_more", replace_then_plan)
+    monkeypatch.setattr(function_app.engine, "plan_next_part", replace_then_plan)
     connection = connection_of(stand_ins, "campaign_monitor")
     connection["settings"].update(batch_size=5)
     report = run_export(emails_only(unique, path), connection)
@@ -313,7 +313,7 @@ def test_a_running_run_counts_the_batches_confirmed_to_chunks_still_sending(
         app_env, stand_ins, storage, unique, monkeypatch):
     # Chunks sharing a slow limit all send until near the run's end: counting only finished
     # chunks, a watcher would see nothing delivered for most of the run.
-    from shared.engine import progress
+    from shared.engine import progress, starting
 
     monkeypatch.setenv("CHUNK_ROWS", "10")
     monkeypatch.setenv("PROGRESS_INTERVAL_S", "0")  # a record per confirmed batch
@@ -333,6 +333,7 @@ def test_a_running_run_counts_the_batches_confirmed_to_chunks_still_sending(
 
     status = progress(export["name"], report["run_id"], Services.current())
     assert (status["status"], status["chunks"], status["chunks_done"], status["chunks_sending"]) == ("running", 3, 2, 1)
+    assert status.keys() == starting("x", "y", None).keys()  # one shape, from its start to its end
     assert (status["rows_done"], status["delivered"], status["rejected"], status["skipped"]) == (30, 29, 1, 0)
 
 
@@ -345,7 +346,7 @@ def test_a_plan_part_that_fails_for_good_still_sends_what_was_planned_and_fails_
     def unreachable(task, services):
         raise OSError("storage unreachable")
 
-    monkeypatch.setattr(function_app, "plan_more", unreachable)
+    monkeypatch.setattr(function_app.engine, "plan_next_part", unreachable)
     connection = connection_of(stand_ins, "campaign_monitor")
     connection["settings"].update(batch_size=5)
     report = run_export(emails_only(unique, path), connection)
@@ -362,14 +363,14 @@ def test_a_chunk_whose_activity_fails_every_time_has_its_rows_rejected_and_liste
     """Counted but not listed, its rows made the report and rejected.csv disagree."""
     monkeypatch.setenv("CHUNK_ROWS", "20")
     monkeypatch.setenv("LOCAL_WORKER_PROCESSES", "0")  # the failure is arranged in this process
-    real = function_app.run_chunk
+    real = function_app.engine.export_chunk
 
     def failing(task, services):
         if task["chunk"] == 1 and not task.get("abandon"):
             raise ConnectionError("the host lost the instance")
         return real(task, services)
 
-    monkeypatch.setattr(function_app, "run_chunk", failing)
+    monkeypatch.setattr(function_app.engine, "export_chunk", failing)
     path = upload_segment(storage, f"{unique}/segment.csv", segment_text())
     report = run_export(export_for("campaign_monitor", unique, path), small_batches(stand_ins, "campaign_monitor"))
     assert_accounted(report)

@@ -57,7 +57,7 @@ def test_a_run_through_a_worker_process_delivers_and_accounts_every_row_from_the
         app_env, stand_ins, storage, unique, monkeypatch):
     monkeypatch.setenv("CHUNK_ROWS", "300")
     # In this process a chunk activity would fail: every chunk must have run in the worker.
-    monkeypatch.setattr(function_app, "run_chunk", lambda task, services: 1 / 0)
+    monkeypatch.setattr(function_app.engine, "export_chunk", lambda task, services: 1 / 0)
     connection = _connection(stand_ins, unique)
     connection["settings"].update(batch_size=50, parallel_chunks=3)
     export = _export(unique, _segment(storage, unique), connection)
