@@ -124,7 +124,7 @@ class Destination(ABC):
         `values`): the emails themselves by default; Snapchat hashes them.
 
         Returns new objects: the plans of several exports reading one segment share the
-        emails of a block (`shared.engine.rows`), so none may change them.
+        emails of a block (`destinations.rows`), so none may change them.
         """
         return list(emails), dict(reasons)
 

@@ -133,6 +133,8 @@ class CampaignMonitor(Destination):
             basic = base64.b64encode(f"{self.credentials['api_key']}:x".encode()).decode()
             return StaticKey({"Authorization": f"Basic {basic}"})
         form = {"grant_type": "refresh_token", "refresh_token": self.credentials["refresh_token"]}
+        # The grant goes to the API's own host (api.createsend.com), so it takes a slot of
+        # the pacer like any request (Snapchat's goes to another service and does not).
         return RefreshingBearer.shared(self.connection.name, "Campaign Monitor", self.settings["token_url"], form,
                                        self.http)
 

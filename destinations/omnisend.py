@@ -15,10 +15,10 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from shared.config import DestinationSpec, Setting
-from shared.http import FatalError, Response, StaticKey, json_body, vendor_message
+from shared.http import Response, StaticKey, json_body, vendor_message
 from shared.profiles import consent_answers
 
-from .base import JSON_STRING, Destination, Pending, Rows, Template, json_column
+from .base import JSON_STRING, Destination, FatalError, Pending, Rows, Template, json_column
 
 API_VERSION = "2026-03-15"
 # Matching attribute -> Omnisend contact field; any other attribute becomes a custom property.

@@ -37,9 +37,10 @@ from ..config import Connection, Export
 from ..http import HttpClient, Pacer, pacer_for, transport_for
 from ..secrets import SecretError
 from ..state import compression_of
+from .batches import PreparedBatch
 from .planning import load_definitions, now_iso
 from .services import Services
-from .tally import PreparedBatch, Tally
+from .tally import Tally
 
 __all__ = ["export_chunk"]
 

@@ -30,9 +30,10 @@ from ..config import Connection, DefinitionError, Export, parse_connection, pars
 from ..memory import return_freed_memory
 from ..segments import Block, SegmentError, offset_after, resolve_columns
 from ..state import ITEMS_COMPRESSION, BackgroundWrites
-from .rows import classify_block
+from .batches import batch_line
+from .classify import classify_block
 from .services import Services
-from .tally import Tally, batch_line
+from .tally import Tally
 
 if TYPE_CHECKING:
     from .first_seen import FirstSeen

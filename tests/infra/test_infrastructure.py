@@ -232,7 +232,7 @@ def test_storage_account_accepts_only_entra_id_over_tls_1_2():
 def test_the_products_containers_and_the_deployment_container_are_created_private():
     main = read("infra/main.bicep")
     product = re.search(r"var productContainers = \[(.*?)\]", main, re.DOTALL)[1]
-    assert re.findall(r"'([^']+)'", product) == list(CONTAINERS)  # what shared/state.py uses
+    assert re.findall(r"'([^']+)'", product) == list(CONTAINERS)  # what shared/state/storage.py uses
     assert {"segments", "exports", "export-runs", "export-state"} <= set(CONTAINERS)
     assert "containerNames: concat(productContainers, [deploymentContainerName])" in main
     assert re.search(r"var deploymentContainerName = 'app-package-", main)

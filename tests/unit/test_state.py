@@ -207,7 +207,7 @@ def test_the_cycle_collector_runs_less_often_and_skips_what_was_imported():
 
 @pytest.mark.parametrize("variable", [None, "HTTPS_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
 def test_storage_requests_follow_the_proxy_and_ca_bundle_variables(monkeypatch, variable):
-    from shared.state import _PROXY_VARIABLES, _client_options
+    from shared.state.storage import _PROXY_VARIABLES, _client_options
 
     for name in (*_PROXY_VARIABLES, "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         monkeypatch.delenv(name, raising=False)

@@ -5,8 +5,8 @@ past its expected size."""
 import hashlib
 
 from destinations import destination_class, rows
+from shared.engine.classify import classify_block
 from shared.engine.first_seen import FirstSeen
-from shared.engine.rows import classify_block
 from shared.segments import Block, FlatRows
 
 
