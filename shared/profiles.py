@@ -25,7 +25,6 @@ __all__ = [
     "email_problem",
     "is_sha256_hex",
     "normalise_email",
-    "sha256_hex",
     "sha256_hexes",
 ]
 
@@ -117,13 +116,6 @@ def email_keys(values: list[str]) -> tuple[list[str | None], dict[int, str]]:
 def is_sha256_hex(value: str) -> bool:
     """True for a value that is already a lowercase SHA-256 hex digest (never hash it twice)."""
     return len(value) == 64 and _SHA256_HEX.fullmatch(value) is not None
-
-
-def sha256_hex(normalised: str) -> str:
-    """SHA-256 of an already normalised identifier, as lowercase hex; a digest passes through."""
-    if is_sha256_hex(normalised):
-        return normalised
-    return _sha256(normalised.encode("utf-8")).hexdigest()
 
 
 def sha256_hexes(emails: list[str | None]) -> list[str | None]:

@@ -93,10 +93,11 @@ class SecretStore:
 
         return cls(read, path)
 
-    def get(self, name: str, required: tuple[str, ...] = ()) -> Credentials:
-        """The credentials stored in secret `name`, checked for the `required` fields.
+    def get(self, name: str) -> Credentials:
+        """The credentials stored in secret `name` (which fields a destination needs, it
+        checks itself: `Destination.credentials_problem`).
 
-        Raises SecretError when the secret is missing, not a JSON object, or lacks a field.
+        Raises SecretError when the secret is missing or not a JSON object.
         """
         now = self._clock()
         with self._lock:
@@ -108,11 +109,7 @@ class SecretStore:
             cached = (now, _parse(name, value))
             with self._lock:
                 self._cache[name] = cached
-        credentials = cached[1]
-        missing = [field for field in required if not credentials.get(field)]
-        if missing:
-            raise SecretError(f"secret {name!r} lacks the field(s) {', '.join(missing)}")
-        return credentials
+        return cached[1]
 
 
 def _parse(name: str, value: str) -> Credentials:

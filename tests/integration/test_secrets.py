@@ -16,7 +16,6 @@ BRAZE = {"api_key": "kv-braze-key-0001"}
 @pytest.fixture(scope="module")
 def vault():
     with KeyVaultStandIn(secrets={"braze-prod": json.dumps(BRAZE), "not-json": "plain text",
-                                  "partial": json.dumps({"client_id": "x"}),
                                   "pasted": json.dumps({"api_key": " kv-pasted-key-0002\r\n"}),
                                   "broken": json.dumps({"api_key": "kv-broken\n-key-0003"})}) as running:
         yield running
@@ -76,11 +75,6 @@ def test_a_secret_that_is_not_a_json_object_is_refused_without_showing_its_value
     with pytest.raises(SecretError) as caught:
         store.get("not-json")
     assert "plain text" not in str(caught.value) and "is not a JSON object" in str(caught.value)
-
-
-def test_a_secret_lacking_a_field_names_the_field(store):
-    with pytest.raises(SecretError, match="secret 'partial' lacks the field\\(s\\) client_secret, refresh_token"):
-        store.get("partial", required=("client_id", "client_secret", "refresh_token"))
 
 
 def test_a_wrong_token_is_a_clear_error(vault):
