@@ -41,7 +41,7 @@ def _definitions(path: str, stored: Callable[[str], dict[str, Any] | None] | Non
     """The file's document and its definitions, validated; with `stored` (a connection's
     stored document by name), its exports may name connections stored before."""
     from destinations import SPECS
-    from shared.config import DefinitionError, Problem, parse_definitions, valid_name
+    from shared.config import DefinitionError, Problem, parse_definitions, with_stored_connections
     from shared.settings import AppSettings
 
     try:
@@ -54,15 +54,7 @@ def _definitions(path: str, stored: Callable[[str], dict[str, Any] | None] | Non
         raise DefinitionError([Problem("definitions", "(file)", f"is not JSON: {error.msg} at line {error.lineno} "
                                                                  f"column {error.colno}")]) from None
     allow_local = AppSettings.from_env().allow_local_endpoints
-    checked = document
-    if stored is not None and isinstance(document, dict) and isinstance(document.get("connections", []), list):
-        # Checked with the stored connections its exports name (not stored again): a file of
-        # exports alone was refused, their connections "unknown".
-        named = {c.get("name") for c in document.get("connections", []) if isinstance(c, dict)}
-        exports = document.get("exports") if isinstance(document.get("exports"), list) else []
-        wanted = sorted({e.get("connection") for e in exports if isinstance(e, dict)} - named, key=str)
-        found = [found for name in wanted if valid_name(name) and (found := stored(name)) is not None]
-        checked = {**document, "connections": document.get("connections", []) + found}
+    checked = with_stored_connections(document, stored) if stored is not None else document
     return document, parse_definitions(checked, SPECS, allow_local=allow_local)
 
 
@@ -237,18 +229,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         for name, stand_in in sandbox.stand_ins.items():
             print(f"{name:<17} {stand_in.url}")
         if args.write_config:
-            folder = Path(args.write_config)
-            folder.mkdir(parents=True, exist_ok=True)
-            sandbox.write_secrets(str(folder / "local.secrets.json"))
-            if args.tls:
-                sandbox.write_ca_bundle(str(folder / "ca.pem"))
-            (folder / "connections.json").write_text(
-                json.dumps({"connections": sandbox.connections(), "exports": []}, indent=2), encoding="utf-8")
-            # Written last, and whole (renamed into place): its presence tells a waiting
-            # process that everything is ready; written in place, it was seen empty.
-            ready = folder / "stand-ins.json.tmp"
-            ready.write_text(json.dumps({name: s.url for name, s in sandbox.stand_ins.items()}), encoding="utf-8")
-            ready.replace(folder / "stand-ins.json")
+            folder = args.write_config
+            sandbox.write_config(folder, tls=args.tls)
             print(f"wrote {folder}/connections.json and {folder}/local.secrets.json "
                   "(set LOCAL_SECRETS_FILE and ALLOW_LOCAL_ENDPOINTS=true to use them)")
         print("stand-ins running; Ctrl-C stops them", flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from .braze import BrazeStandIn
@@ -97,3 +98,19 @@ class Sandbox:
         """The local secrets file (LOCAL_SECRETS_FILE) holding this session's credentials."""
         with open(path, "w", encoding="utf-8") as file:
             json.dump(self.credentials, file, indent=2)
+
+    def write_config(self, folder: str | Path, tls: bool = False) -> None:
+        """What a local setup needs to use these stand-ins, in `folder`: `local.secrets.json`,
+        `connections.json` (their connections), `ca.pem` (with `tls`), then `stand-ins.json`
+        (their URLs), whose presence tells a waiting process that all is written."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.write_secrets(str(folder / "local.secrets.json"))
+        if tls:
+            self.write_ca_bundle(str(folder / "ca.pem"))
+        (folder / "connections.json").write_text(
+            json.dumps({"connections": self.connections(), "exports": []}, indent=2), encoding="utf-8")
+        # Written last, and whole (renamed into place): written in place, it was seen empty.
+        ready = folder / "stand-ins.json.tmp"
+        ready.write_text(json.dumps({name: s.url for name, s in self.stand_ins.items()}), encoding="utf-8")
+        ready.replace(folder / "stand-ins.json")

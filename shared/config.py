@@ -38,6 +38,7 @@ __all__ = [
     "record_consent",
     "segment_path_problem",
     "valid_name",
+    "with_stored_connections",
 ]
 
 ROLES = ("admin", "contributor")
@@ -492,6 +493,19 @@ def _timestamp(value: str) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def with_stored_connections(document: Any, stored: Callable[[str], dict[str, Any] | None]) -> Any:
+    """A definitions document with the stored connections its exports name and it does not
+    define (`stored`: a connection's stored document by name), to validate a file of
+    exports alone against what is stored; the document itself is left as it is."""
+    if not isinstance(document, dict) or not isinstance(document.get("connections", []), list):
+        return document
+    named = {c.get("name") for c in document.get("connections", []) if isinstance(c, dict)}
+    exports = document.get("exports") if isinstance(document.get("exports"), list) else []
+    wanted = sorted({e.get("connection") for e in exports if isinstance(e, dict)} - named, key=str)
+    found = [found for name in wanted if valid_name(name) and (found := stored(name)) is not None]
+    return {**document, "connections": document.get("connections", []) + found}
 
 
 def parse_definitions(document: Any, specs: Mapping[str, DestinationSpec], *, allow_local: bool = False) -> Definitions:
