@@ -19,8 +19,9 @@ What is retried and how long to wait:
 - Timeouts and connection errors: backoff and retry. The vendor may have applied the
   request already; every destination's writes are idempotent upserts, so resending is safe.
 
-Messages never contain credentials: headers are never echoed, and vendor messages are
-cut short (`vendor_message`).
+Messages never contain credentials: headers are never echoed, and a vendor's message is
+stripped of every credential the request carried, as sent or encoded (`redacted`), then
+cut short.
 """
 
 from .auth import Credentials, RefreshingBearer, StaticKey, TokenSource

@@ -7,12 +7,13 @@ import binascii
 import json as _json
 import math
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 from .auth import TokenSource
 from .errors import AuthError, FatalError, RetriableError
@@ -98,8 +99,10 @@ class HttpClient:
         refreshed = fresh = False
 
         def said(response: Response) -> str:
-            """The vendor's message, without the credentials this request sent, should it quote them."""
-            return redacted(self.describe(response), sent_headers, form)
+            """The vendor's message, without the credentials this request sent, should it quote
+            them; then cut short (cut first, a credential's beginning could have stayed)."""
+            text = redacted(self.describe(response), sent_headers, form)
+            return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT - 3] + "..."
 
         attempt = 0
         while True:
@@ -175,6 +178,7 @@ class HttpClient:
 
 
 USER_AGENT = "segment-export/1 (+Azure Functions)"
+MESSAGE_LIMIT = 300  # characters of a vendor's message kept in an error (and so in reports)
 
 
 def redacted(message: str, headers: dict[str, str], form: dict[str, str]) -> str:
@@ -193,11 +197,21 @@ def redacted(message: str, headers: dict[str, str], form: dict[str, str]) -> str
                     secrets.update(base64.b64decode(token, validate=True).decode("utf-8").split(":", 1))
                 except (binascii.Error, UnicodeDecodeError):
                     pass
-    # Longest first, so that a token inside a whole header value goes with it; short values
-    # (a grant type, Campaign Monitor's "x" password) are no secret and would garble the text.
-    for secret in sorted((s for s in secrets if len(s) >= 8), key=len, reverse=True):
-        message = message.replace(secret, "[redacted]")
+    # Short values (a grant type, Campaign Monitor's "x" password) are no secret and would
+    # garble the text. Each also as a vendor may echo it: the form body as sent is
+    # URL-encoded (a base64 token's "+/=" as %2B, %2F, %3D), a JSON answer may escape it.
+    forms = {form for secret in secrets if len(secret) >= 8 for form in _written_forms(secret)}
+    # Longest first, so that a token inside a whole header value goes with it.
+    for form in sorted(forms, key=len, reverse=True):
+        message = message.replace(form, "[redacted]")
     return message
+
+
+def _written_forms(secret: str) -> set[str]:
+    """`secret` as it is, URL-encoded (form and path styles, hex in either case) and JSON-escaped."""
+    encoded = {quote_plus(secret), quote(secret, safe="")}
+    encoded |= {re.sub(r"%[0-9A-F]{2}", lambda hex_: hex_.group().lower(), form) for form in encoded}
+    return {secret, *encoded, _json.dumps(secret)[1:-1], secret.replace("/", "\\/")}
 
 
 def _encode(json_value: Any, data: bytes | dict[str, str] | None) -> tuple[bytes | None, str | None]:

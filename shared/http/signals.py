@@ -13,8 +13,9 @@ from .transport import Response
 __all__ = ["announced_wait", "json_body", "vendor_message"]
 
 
-def vendor_message(response: Response, *keys: str, limit: int = 300) -> str:
-    """The vendor's own error message from a JSON body (first of `keys` present), cut short."""
+def vendor_message(response: Response, *keys: str) -> str:
+    """The vendor's own error message from a JSON body (first of `keys` present), on one line
+    (`HttpClient` cuts it short once the credentials it may quote are redacted)."""
     try:
         body = response.json()
     except ValueError:
@@ -27,8 +28,7 @@ def vendor_message(response: Response, *keys: str, limit: int = 300) -> str:
                 break
     if not text:
         text = response.reason or ""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return " ".join(text.split())
 
 
 def announced_wait(response: Response, now: Callable[[], float] = time.time) -> float | None:

@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import threading
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -28,6 +29,8 @@ def test_no_secret_appears_in_logs_reports_orchestration_data_files_or_output(
         app_env, stand_ins, storage, unique, caplog, capfd, monkeypatch, workers):
     secrets = json.loads(app_env.read_text())
     secrets["sandbox-omnisend"]["api_key"] = "omnisend-wrong-key-4711"  # this export fails with a 401
+    # This one's token grant is refused, its form echoed URL-encoded ("+/=" as %2B, %2F, %3D).
+    secrets["sandbox-snapchat"]["refresh_token"] = "Wr0ng+refresh/token==4711"
     # A key pasted with its line end: read without it (sent with it, HTTP's refusal would quote it).
     pasted = {"api_key": secrets["sandbox-braze"]["api_key"] + "\n"}
     app_env.write_text(json.dumps({**secrets, "sandbox-braze": pasted}))
@@ -56,8 +59,12 @@ def test_no_secret_appears_in_logs_reports_orchestration_data_files_or_output(
         for thread in threads:
             thread.join()
 
-    assert reports[f"demo-omnisend-{unique}"]["status"] == "failed"  # the error path was taken
-    assert sum(r["destination"]["delivered"] for r in reports.values()) == 3 * 300
+    assert reports[f"demo-omnisend-{unique}"]["status"] == "failed"  # the error paths were taken
+    snapchat = reports[f"demo-snapchat-{unique}"]
+    # Echoed and redacted (a boolean: a failing assertion must not print what it looked in).
+    echoed_and_redacted = snapchat["status"] == "failed" and "refresh_token=[redacted]" in snapchat["error"]
+    assert echoed_and_redacted
+    assert sum(r["destination"]["delivered"] for r in reports.values()) == 2 * 300
     written = []
     runs = storage.container("export-runs")
     for export in exports:
@@ -82,8 +89,10 @@ def test_no_secret_appears_in_logs_reports_orchestration_data_files_or_output(
     storage_settings = AppSettings.from_env().storage_connection_string.split(";")
     account_key = dict(part.split("=", 1) for part in storage_settings if "=" in part)
     values[account_key["AccountKey"]] = "storage account key"
-    # As written (logs, printed text) and as JSON writes it (orchestration data, reports):
-    # a value holding a character JSON escapes would otherwise hide in the second.
-    forms = {form: label for value, label in values.items() for form in (value, json.dumps(value)[1:-1])}
+    # As written (logs, printed text), as JSON writes it (orchestration data, reports) and
+    # URL-encoded (a form body echoed): a value holding a character JSON escapes or a URL
+    # encodes would otherwise hide in those.
+    forms = {form: label for value, label in values.items()
+             for form in (value, json.dumps(value)[1:-1], quote_plus(value), quote(value, safe=""))}
     leaked = sorted({label for form, label in forms.items() if form in haystack})
     assert leaked == []

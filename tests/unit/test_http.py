@@ -145,6 +145,34 @@ def test_a_token_grant_echoed_back_keeps_its_form_values_out_of_the_error(server
     assert "refresh_token=[redacted]" in str(failed.value)  # the grant type, no secret, stays readable
 
 
+def test_a_token_grant_echoed_as_it_was_sent_url_encoded_keeps_its_secrets_out_of_the_error(server, client):
+    """A base64 token's "+/=" travel as %2B, %2F, %3D in the form body; a vendor echoing
+    the body it refused repeats them so, or JSON-escaped."""
+    import re
+    from urllib.parse import urlencode
+
+    form = {"grant_type": "refresh_token", "refresh_token": "Ab+cD/eF==Gh1234567890", "client_id": "id-0123456789"}
+    sent = urlencode(form)
+    assert "Ab%2BcD%2FeF%3D%3DGh1234567890" in sent
+    lower_hex = re.sub(r"%[0-9A-F]{2}", lambda escape: escape.group().lower(), sent)
+    server.queue.append(Answer(400, {"message": f"Invalid refresh token (received: {sent}; {lower_hex}; "
+                                                "token Ab+cD\\/eF==Gh1234567890)"}))
+    with pytest.raises(FatalError) as failed:
+        client.request("POST", f"{server.url}/batch", data=form)
+    message = str(failed.value)
+    for leaked in ("Ab+cD", "Ab%2BcD", "Ab%2bcD", "Ab+cD\\/eF", "Gh1234567890", "id-0123456789"):
+        assert leaked not in message
+    assert message.count("refresh_token=[redacted]") == 2
+
+
+def test_a_long_message_is_cut_after_its_credentials_are_redacted_so_no_beginning_of_one_stays(server, client):
+    form = {"grant_type": "refresh_token", "refresh_token": "rt-0123456789abcdef"}
+    server.queue.append(Answer(400, {"message": "x" * 280 + " rt=rt-0123456789abcdef"}))  # cut at 297 chars
+    with pytest.raises(FatalError) as failed:
+        client.request("POST", f"{server.url}/batch", data=form)
+    assert "rt-01" not in str(failed.value) and str(failed.value).endswith("rt=[redacted]")
+
+
 def test_a_credential_http_cannot_carry_fails_without_quoting_it(server, client):
     with pytest.raises(FatalError) as failed:
         client.request("POST", f"{server.url}/batch", auth=StaticKey({"Authorization": "Bearer sk-0123456789\n"}),
