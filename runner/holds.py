@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceModifiedError
 from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient
 
+from shared.processes import gone_from_here, this_process
 from shared.state import RunStore
 
 __all__ = ["RunInProgress", "export_hold", "local_user"]
@@ -116,22 +115,12 @@ def _left_by_a_process_gone(blob: BlobClient) -> str | None:
     machine that no longer runs (its lease is left from a run that was killed), else None."""
     properties = blob.get_blob_properties()
     named = properties.metadata or {}
-    if named.get("host") != socket.gethostname() or not _gone(named.get("pid", "")):
+    if not gone_from_here(named.get("host"), named.get("pid")):
         return None
     # A run takes the lease, then names itself: one that has just taken it is named by now.
     time.sleep(NAMING_S)
     again = blob.get_blob_properties()
     return again.etag if again.etag == properties.etag else None
-
-
-def _gone(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return True
-    except PermissionError:  # another user's process, running
-        return False
-    return False
 
 
 def local_user() -> str:
@@ -145,7 +134,8 @@ def local_user() -> str:
 def _holder() -> dict[str, str]:
     """Who holds the export, for the message another run gets (user, machine, process, since
     when), and for telling that process gone."""
-    host = socket.gethostname()
-    holder = f"{local_user()} on {host} (process {os.getpid()}) since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    here = this_process()
+    holder = (f"{local_user()} on {here['host']} (process {here['pid']}) "
+              f"since {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC")
     return {name: value.encode("ascii", "replace").decode()  # metadata travels in headers
-            for name, value in {"holder": holder, "host": host, "pid": str(os.getpid())}.items()}
+            for name, value in {"holder": holder, **here}.items()}

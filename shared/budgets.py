@@ -6,7 +6,7 @@ a pacer per connection (`shared.http.pacing`) whose rate is the limit times this
 process's share, agreed through one blob per connection::
 
     export-state/rate-budgets/<connection>.json
-    {"processes": {"<process>": {"senders": 3, "seen": <epoch seconds>}, ...},
+    {"processes": {"<process>": {"senders": 3, "seen": <epoch seconds>, "host": ..., "pid": ...}, ...},
      "hold_until": <epoch seconds>}
 
 While it has chunk activities sending to the connection, a process reads the blob every
@@ -22,7 +22,8 @@ listed for SETTLE_S, by when every other process still sending has read them and
 down; a process new to the blob (or whose entry expired) has no share until then, unless
 nobody else is listed. A process that could not read the blob for STALE_S stops sending
 until it can (others may have grown meanwhile). Entries not written for EXPIRE_S (a host
-gone) are dropped. Writes are conditional on the blob's ETag, so concurrent writers never
+gone) are dropped, and at once those of a process of the same machine that no longer runs
+(a run killed, then resumed). Writes are conditional on the blob's ETag, so concurrent writers never
 lose each other's entries.
 
 A throttle window the vendor announces to one process (a 429's Retry-After, Braze's
@@ -36,8 +37,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import os
-import socket
 import threading
 import time
 import uuid
@@ -50,6 +49,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.storage.blob import BlobClient
 
 from .memory import release_frames
+from .processes import gone_from_here, this_process
 
 __all__ = ["RateBudget", "rate_budget"]
 
@@ -78,7 +78,8 @@ class RateBudget:
                  settle_s: float = SETTLE_S, expire_s: float = EXPIRE_S,
                  clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time):
         self._blob = blob
-        self.process = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._here = this_process()
+        self.process = f"{self._here['host']}-{self._here['pid']}-{uuid.uuid4().hex[:8]}"
         self._refresh_s, self._stale_s, self._settle_s, self._expire_s = refresh_s, stale_s, settle_s, expire_s
         self._clock, self._wall_clock = clock, wall_clock
         self._changed = threading.Condition()
@@ -183,8 +184,12 @@ class RateBudget:
             now = self._wall_clock()
             listed = {name: entry for name, entry in (document.get("processes") or {}).items()
                       if isinstance(entry, dict) and isinstance(entry.get("seen"), (int, float))}
+            # Another's entry counts until it expires, or at once no more if it names a
+            # process of this machine that is gone (killed: its share is free now, where
+            # the run resumed after it would otherwise wait SETTLE_S, then send at half rate).
             processes = {name: entry for name, entry in listed.items()
-                         if name != self.process and now - entry["seen"] < self._expire_s}
+                         if name != self.process and now - entry["seen"] < self._expire_s
+                         and not gone_from_here(entry.get("host"), entry.get("pid"))}
             others = sum(max(0, int(entry.get("senders") or 0)) for entry in processes.values())
             mine = listed.get(self.process)
             held = document.get("hold_until")
@@ -195,7 +200,7 @@ class RateBudget:
                 self._took(read_at, others, senders, True, held)  # listed as we are: nothing to write
                 return
             if senders:
-                processes[self.process] = {"senders": senders, "seen": round(now, 3)}
+                processes[self.process] = {"senders": senders, "seen": round(now, 3), **self._here}
             written: dict[str, Any] = {"processes": processes}
             hold = max(held, announced)
             if hold > now:  # a window still running is kept, whoever announced it

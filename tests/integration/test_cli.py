@@ -209,6 +209,7 @@ def test_upload_then_run_then_report_on_this_machine(app_env, stand_ins, storage
 def test_of_two_runs_taking_over_a_killed_runs_hold_at_once_one_runs(storage, unique, monkeypatch):
     """A run killed on this machine is taken over at once (its process is gone); two runs
     doing so together (a scheduled run and a --resume) both broke its lease and both ran."""
+    import socket
     import subprocess
     import sys
     import threading
@@ -222,7 +223,7 @@ def test_of_two_runs_taking_over_a_killed_runs_hold_at_once_one_runs(storage, un
     blob = container.get_blob_client(f"k-{unique}/local-run.lock")
     blob.upload_blob(b"", overwrite=True)
     lease = blob.acquire_lease(lease_duration=holds.LEASE_S)  # the killed run's, left held
-    blob.set_blob_metadata({"holder": "the killed run", "host": holds.socket.gethostname(),
+    blob.set_blob_metadata({"holder": "the killed run", "host": socket.gethostname(),
                             "pid": str(killed.pid)}, lease=lease)
     outcomes, start = [], threading.Barrier(2)
 

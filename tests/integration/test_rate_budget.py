@@ -233,3 +233,30 @@ def test_an_exiting_process_whose_storage_is_gone_exits_at_once_leaving_its_entr
     started = time.monotonic()
     budgets._remove_entries()
     assert time.monotonic() - started < budgets.EXIT_WAIT_S + 0.5
+
+
+@pytest.mark.parametrize("other_runs", [True, False], ids=["running", "killed"])
+def test_the_share_of_a_killed_process_of_this_machine_is_free_at_once(blob, other_runs):
+    """A run killed (kill -9) leaves its entry; resumed at once, it found the limit taken by
+    a process that sends nothing, waited SETTLE_S, then sent at half the rate until the
+    entry expired. A process of another machine, or one still running, keeps its share."""
+    import socket
+    import subprocess
+    import sys
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        if not other_runs:
+            other.kill()
+            other.wait()
+        blob.upload_blob(json.dumps({"processes": {f"{socket.gethostname()}-{other.pid}-0": {
+            "senders": 4, "seen": time.time(), "host": socket.gethostname(), "pid": str(other.pid)}}}))
+        budget = _budget(blob, expire_s=30.0)  # the running one's entry stays listed for the test
+        _senders(budget, 1)
+        _until(lambda: budget.share() > 0)
+        # Sharing with a running process: a fifth (1 sender of 5), once settled; a killed one's: all.
+        assert budget.share() == (pytest.approx(1 / 5) if other_runs else 1.0)
+        assert (f"{socket.gethostname()}-{other.pid}-0" in _listed(blob)) is other_runs
+    finally:
+        other.kill()
+        other.wait()
