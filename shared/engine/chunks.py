@@ -49,7 +49,9 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
     """Export chunk `task["chunk"]` of run `task["run_id"]`; returns its (small) result.
 
     `task["abandon"]`, when set, is why the destination already failed in this run: the
-    chunk's items are then accounted without being sent.
+    chunk's items are then accounted without being sent ("not sent"; "not confirmed" with
+    `task["attempted"]`, for a chunk whose own activity ran and failed: it may have sent
+    batches after its last progress record).
     """
     export_name, run_id, index = task["export"], task["run_id"], task["chunk"]
     runs = services.runs
@@ -70,6 +72,8 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
     sender = _Sender(cls, tally, lambda record: runs.append_progress(export_name, run_id, index, record),
                      services.settings.progress_interval_s)
     sender.failure = task.get("abandon")
+    if task.get("attempted"):
+        sender.unsent = "not confirmed (it may have been sent before its chunk activity failed)"
     pacer = None
     if sender.failure is None and chunk["items"]:
         # One pacer per connection in this process; its rate is agreed with every other
@@ -142,6 +146,7 @@ class _Sender:
         self.interval_s = interval_s
         self.destinations: list[Destination] = []  # one per request in flight
         self.failure: str | None = None
+        self.unsent = "not sent"  # what the rows after a failure are, in their reason
         self._in_flight: deque[tuple[PreparedBatch, Future]] = deque()
         self._pool: ThreadPoolExecutor | None = None
         self._sent = 0
@@ -173,7 +178,7 @@ class _Sender:
         if self.failure is not None:
             self._land_all()  # those were sent: their outcomes count
             self.tally.rows += batch.count
-            self._reject(batch, f"not sent: {self.failure}")
+            self._reject(batch, f"{self.unsent}: {self.failure}")
             return
         if len(self._unsettled) >= self.destinations[0].MAX_UNSETTLED > 0:
             self._land_all()

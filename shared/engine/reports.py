@@ -41,7 +41,7 @@ def finish_run(task: dict[str, Any], services: Services) -> dict[str, Any]:
             checkpoint = runs.checkpoint(export_name, run_id, index)
             if checkpoint is None and task.get("settled", True):  # else an activity may still be sending it
                 reason = failed.get(index) or task.get("error")
-                checkpoint = _accounted_unsent(export_name, run_id, index, reason, services)
+                checkpoint = _accounted_unsent(export_name, run_id, index, reason, index in failed, services)
             if checkpoint is not None:
                 results[index] = checkpoint
     ordered = [results.get(c["index"]) or _not_processed(c, task.get("error")) for c in plan["chunks"]]
@@ -111,14 +111,16 @@ def _destination_report(plan: dict[str, Any], results: list[dict[str, Any]], err
     return report
 
 
-def _accounted_unsent(export: str, run_id: str, index: int, error: str | None,
+def _accounted_unsent(export: str, run_id: str, index: int, error: str | None, attempted: bool,
                       services: Services) -> dict[str, Any] | None:
     """A chunk without a result (its activity failed for good, or the run stopped before
     it ran: `error`), accounted by the chunk's own code sending nothing: the batches its
     progress records say the vendor confirmed are delivered, its plan's refusals and
     skips are kept, and every other row is rejected "not sent", listed in its
-    rejected-rows file. None when that fails too (then `_not_processed`)."""
-    task = {"export": export, "run_id": run_id, "chunk": index,
+    rejected-rows file; "not confirmed" where its activity ran (`attempted`): batches
+    sent after its last progress record may have reached the vendor. None when that
+    fails too (then `_not_processed`)."""
+    task = {"export": export, "run_id": run_id, "chunk": index, "attempted": attempted,
             "abandon": error or "its chunk activity failed on every attempt"}
     try:
         return export_chunk(task, services)

@@ -104,6 +104,13 @@ class HttpClient:
             text = redacted(self.describe(response), sent_headers, form)
             return text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT - 3] + "..."
 
+        # Whether an attempt was written whole and got no answer: should the request fail
+        # for good, the vendor may have applied it, and the error says so.
+        maybe_applied = False
+
+        def unknown() -> str:
+            return "; an attempt was sent and not answered: the vendor may have applied it" if maybe_applied else ""
+
         attempt = 0
         while True:
             attempt += 1
@@ -124,7 +131,8 @@ class HttpClient:
                 continue
             except ConnectionProblem as problem:
                 self.stats.network_errors += 1
-                self._back_off(attempt, deadline, None, f"{self.vendor}: {problem}")
+                maybe_applied = maybe_applied or problem.sent
+                self._back_off(attempt, deadline, None, f"{self.vendor}: {problem}" + unknown())
                 continue
             self._note_remaining(response)
             status = response.status_code
@@ -145,7 +153,7 @@ class HttpClient:
                 else:
                     self.stats.server_errors += 1
                 problem = f"{self.vendor} answered {status}: {said(response)}"
-                self._back_off(attempt, deadline, wait, problem)
+                self._back_off(attempt, deadline, wait, problem + unknown())
                 continue
             raise FatalError(f"{self.vendor} refused the request ({status}): {said(response)}")
 

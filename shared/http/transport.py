@@ -36,11 +36,14 @@ class UnsendableHeader(ValueError):
 
 
 class ConnectionProblem(Exception):
-    """No answer: the connection failed, was dropped, or the answer took longer than the timeout."""
+    """No answer: the connection failed, was dropped, or the answer took longer than the timeout.
 
-    def __init__(self, timed_out: bool):
+    `sent`: the whole request had been written when it happened, so the vendor may have
+    applied it (an answer lost, a timeout while it worked on it)."""
+
+    def __init__(self, timed_out: bool, sent: bool = False):
         super().__init__("no answer within the timeout" if timed_out else "connection failed or dropped")
-        self.timed_out = timed_out
+        self.timed_out, self.sent = timed_out, sent
 
 
 class StaleConnection(ConnectionProblem):
@@ -98,14 +101,17 @@ class Transport:
         """
         origin, path = self._split(url)
         connection, reused = (self._connect(origin, timeout), False) if fresh else self._checkout(origin, timeout)
+        sent = False
         try:
-            return self._exchange(connection, origin, method, path, headers, body)
+            self._write(connection, method, path, headers, body)
+            sent = True
+            return self._answer(connection, origin)
         except (OSError, http.client.HTTPException) as error:
             connection.close()
             timed_out = isinstance(error, (socket.timeout, TimeoutError))
             if reused and not timed_out:
-                raise StaleConnection(False) from None
-            raise ConnectionProblem(timed_out) from None
+                raise StaleConnection(False, sent) from None
+            raise ConnectionProblem(timed_out, sent) from None
 
     def close(self) -> None:
         with self._lock:
@@ -149,13 +155,16 @@ class Transport:
             return http.client.HTTPSConnection(host, port, timeout=timeout, context=self._tls)
         return http.client.HTTPConnection(host, port, timeout=timeout)
 
-    def _exchange(self, connection: http.client.HTTPConnection, origin: tuple[str, str, int], method: str,
-                  path: str, headers: dict[str, str], body: bytes | None) -> Response:
+    @staticmethod
+    def _write(connection: http.client.HTTPConnection, method: str, path: str, headers: dict[str, str],
+               body: bytes | None) -> None:
         try:
             connection.request(method, path, body=body, headers=headers)
         except ValueError:  # refused before a byte was sent (putheader; UnicodeEncodeError among them)
             connection.close()
             raise UnsendableHeader("a header holds a character HTTP does not allow") from None
+
+    def _answer(self, connection: http.client.HTTPConnection, origin: tuple[str, str, int]) -> Response:
         answer = connection.getresponse()
         content = answer.read()
         if answer.will_close:

@@ -375,12 +375,20 @@ def test_a_chunk_whose_activity_fails_every_time_has_its_rows_rejected_and_liste
     report = run_export(export_for("campaign_monitor", unique, path), small_batches(stand_ins, "campaign_monitor"))
     assert_accounted(report)
     destination = report["destination"]
-    not_sent = "not sent: a chunk activity failed: the host lost the instance"
-    assert destination["reasons"]["rejected"][not_sent] > 0
+    # Its own rows may have been sent before it failed (after its last progress record):
+    # "not confirmed"; those of the chunks after it, abandoned without sending: "not sent".
+    failure = "a chunk activity failed: the host lost the instance"
+    not_confirmed = f"not confirmed (it may have been sent before its chunk activity failed): {failure}"
+    not_sent = f"not sent: {failure}"
+    assert destination["reasons"]["rejected"][not_confirmed] > 0 and destination["reasons"]["rejected"][not_sent] > 0
     text = storage.container("export-runs").download_blob(destination["rejected_rows_file"]).readall().decode()
     listed = list(csv.DictReader(io.StringIO(text)))
     assert len(listed) == destination["rejected"]
-    assert sum(row["reason"] == not_sent for row in listed) == destination["reasons"]["rejected"][not_sent]
+    for reason in (not_confirmed, not_sent):
+        assert sum(row["reason"] == reason for row in listed) == destination["reasons"]["rejected"][reason]
+    chunk = Services.current().runs.plan(report["export"], report["run_id"])["chunks"][1]
+    assert {int(row["row"]) for row in listed if row["reason"] == not_confirmed} <= set(
+        range(chunk["first_row"], chunk["first_row"] + chunk["rows"]))  # chunk 1's own rows only
 
 
 def _planned_in_parts(stand_ins, storage, unique, monkeypatch):

@@ -326,9 +326,24 @@ def test_an_answer_slower_than_the_timeout_is_retried_then_reported(server, monk
     monkeypatch.setattr(server, "faults", Faults(slow=1.0, slow_s=0.5))
     client = HttpClient("Vendor", Pacer(10_000), Transport(), policy=RetryPolicy(attempts=2, base_delay=0.01),
                         timeout=0.1)
-    with pytest.raises(RetriableError, match="Vendor: no answer within the timeout \\(gave up after 2 attempts\\)"):
+    # The vendor got the request and worked on it: whether it applied it is unknown, and said.
+    with pytest.raises(RetriableError, match="Vendor: no answer within the timeout; an attempt was sent and not "
+                                             "answered: the vendor may have applied it \\(gave up after 2 attempts\\)"):
         client.request("POST", f"{server.url}/batch", json={})
     assert client.stats.network_errors == 2
+
+
+def test_a_request_that_could_not_be_sent_does_not_say_it_may_have_been_applied():
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = HttpClient("Vendor", Pacer(10_000), Transport(), policy=RetryPolicy(attempts=2, base_delay=0.01),
+                        timeout=0.5)
+    with pytest.raises(RetriableError) as failed:
+        client.request("POST", f"http://127.0.0.1:{port}/batch", json={})
+    assert str(failed.value) == "Vendor: connection failed or dropped (gave up after 2 attempts)"
 
 
 # Header blocks as servers send them, and the odd shapes the email package must still decide.
