@@ -26,6 +26,7 @@ import base64
 import binascii
 import math
 import secrets
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -54,6 +55,7 @@ class CampaignMonitorStandIn(StandIn):
         self.api_key = api_key
         self.refresh_token = (oauth or {}).get("refresh_token")
         self.tokens: dict[str, bool] = {oauth["access_token"]: True} if oauth else {}  # token -> still valid
+        self._granted_at: dict[str, float] = {}  # token -> when granted (epoch seconds)
         self.suppressed = {address.lower() for address in suppressed}
         self.bounced = {address.lower() for address in bounced}
         self._unsubscribed = {list_id: [address.lower() for address in addresses]
@@ -93,10 +95,13 @@ class CampaignMonitorStandIn(StandIn):
         """`active` computed from a `state()` (of this process's stand-in or another's)."""
         return {email for email, subscriber in state["lists"][list_id].items() if subscriber["State"] == "Active"}
 
-    def expire_tokens(self) -> None:
-        """Make every OAuth access token expired (a token expiring mid-run)."""
+    def expire_tokens(self, granted_before: float | None = None) -> None:
+        """Make the OAuth access tokens expired (a token expiring mid-run); with
+        `granted_before`, only those granted before then."""
         with self.lock:
-            self.tokens = dict.fromkeys(self.tokens, False)
+            self.tokens = {token: valid and granted_before is not None
+                           and self._granted_at.get(token, 0.0) >= granted_before
+                           for token, valid in self.tokens.items()}
 
     def throttle_answer(self, wait_s: float, reset_epoch: float) -> Response:
         return Response(429, {"Code": 429, "Message": "Rate limit exceeded"}, {
@@ -125,6 +130,7 @@ class CampaignMonitorStandIn(StandIn):
         token = secrets.token_urlsafe(24)
         with self.lock:
             self.tokens[token] = True
+            self._granted_at[token] = time.time()
         return Response(200, {"access_token": token, "expires_in": TOKEN_LIFETIME_S,
                               "refresh_token": self.refresh_token})
 

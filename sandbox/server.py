@@ -118,6 +118,11 @@ class Response:
         return orjson.dumps(self.body, option=orjson.OPT_NON_STR_KEYS)
 
 
+# An access token granted this recently is not expired by the `expire_token` fault: a
+# vendor's token lives for its `expires_in`, so a fresh one refused means bad credentials.
+FRESH_TOKEN_S = 1.0
+
+
 @dataclass
 class Faults:
     """Rates (0..1) of injected failures per request, drawn from a seeded generator."""
@@ -127,7 +132,8 @@ class Faults:
     slow: float = 0.0  # answer after `slow_s` (past the client's timeout)
     drop_before: float = 0.0  # close the connection without processing the request
     drop_after: float = 0.0  # process the request, then close without answering
-    expire_token: float = 0.0  # the caller's access token expires just before this request (OAuth vendors)
+    expire_token: float = 0.0  # the access tokens expire just before this request (OAuth vendors; not one
+    # granted within FRESH_TOKEN_S)
     slow_s: float = 2.0
     throttle_wait_s: float = 1.0  # the wait announced with an injected 429 (vendors announce whole seconds)
     seed: int = 7
@@ -262,8 +268,9 @@ class StandIn:
         """
         return announced_at + wait_s
 
-    def expire_tokens(self) -> None:
-        """Make the access tokens issued so far expired (vendors with OAuth override this)."""
+    def expire_tokens(self, granted_before: float | None = None) -> None:
+        """Make the access tokens issued so far expired, or those granted before the epoch
+        second `granted_before` (vendors with OAuth override this)."""
 
     def state(self) -> dict[str, Any]:
         """The audiences this stand-in holds, JSON-ready, for the demo and tests."""
@@ -396,7 +403,7 @@ class StandIn:
         entry = {"method": request.method, "path": request.path, "at": now, "fault": fault, "bytes": len(request.body),
                  "digest": hashlib.sha1(request.body).hexdigest() if request.body else None}
         if fault == "expire_token":
-            self.expire_tokens()
+            self.expire_tokens(granted_before=time.time() - FRESH_TOKEN_S)
         if fault == "drop_before":
             self._record(entry, None)
             return None, True

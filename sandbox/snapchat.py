@@ -63,10 +63,13 @@ class SnapchatStandIn(StandIn):
         for members in self.audiences.values():
             members.clear()
 
-    def expire_tokens(self) -> None:
-        """Make every issued access token expired (a token expiring mid-run)."""
+    def expire_tokens(self, granted_before: float | None = None) -> None:
+        """Make the issued access tokens expired (a token expiring mid-run); with
+        `granted_before`, only those granted before then."""
         with self.lock:
-            self.tokens = {token: 0.0 for token in self.tokens}
+            self.tokens = {token: expiry if granted_before is not None
+                           and expiry - self.token_lifetime_s >= granted_before else 0.0
+                           for token, expiry in self.tokens.items()}
 
     # -- OAuth ---------------------------------------------------------------------------
 

@@ -88,3 +88,24 @@ def test_more_than_100000_identifiers_refuse_the_batch(api):
 def test_an_unknown_schema_refuses_the_batch(api):
     answer = add(api, [[digest("p0@example.com")]], schema="EMAIL")
     assert answer.status_code == 400 and answer.json()["error_code"] == "E2002"
+
+
+def test_the_expire_token_fault_spares_a_token_granted_within_a_second(running, monkeypatch):
+    """Tokens expire mid-run, but no vendor refuses one it has just granted: the fault
+    expiring that one too made a request fail after its one refresh, and the run with it."""
+    import time
+
+    from sandbox.server import FRESH_TOKEN_S, Faults
+
+    running.reset()
+
+    def grant() -> str:
+        return requests.post(f"{running.url}/login/oauth2/access_token", timeout=5,
+                             data={"grant_type": "refresh_token", **OAUTH}).json()["access_token"]
+
+    old = grant()
+    time.sleep(FRESH_TOKEN_S + 0.1)
+    fresh = grant()
+    monkeypatch.setattr(running, "faults", Faults(expire_token=1.0))
+    assert add((running, fresh), [[digest("a@example.com")]]).status_code == 200
+    assert add((running, old), [[digest("b@example.com")]]).status_code == 401
