@@ -206,10 +206,30 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 2
     if args.json or found["status"] == "running":  # a run going on: its progress as the HTTP API serves it
         print(json.dumps(found, indent=2))
+        still = _still_for(found.get("updated_at"))
+        if found["status"] == "running" and still is not None and still > STILL_S \
+                and not services.runs.held_by_local_run(args.export):
+            print(f"run {run_id}: nothing written for {still / 60:.0f} min and no local run holds the export: a "
+                  f"local run that was stopped goes on with: cli.py run --export {args.export} --resume {run_id}",
+                  file=sys.stderr)
     else:
         print(summary_table([found]))
         print(f"\nreport in {RUNS_CONTAINER}/{RunStore.report_path(args.export, run_id)}")
     return 0
+
+
+# A run sending writes its progress every few seconds (PROGRESS_INTERVAL_S): this long
+# without a write, it has stopped.
+STILL_S = 120.0
+
+
+def _still_for(updated_at: str | None) -> float | None:
+    """Seconds since `updated_at` (ISO 8601), or None."""
+    from datetime import UTC, datetime
+
+    if not updated_at:
+        return None
+    return (datetime.now(UTC) - datetime.fromisoformat(updated_at)).total_seconds()
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -145,8 +145,8 @@ def starting(export: str, run_id: str, requested_at: str | None) -> dict[str, An
     """The progress of a run started whose plan's first part is not stored yet: `progress`'s
     fields, nothing done."""
     return {"run_id": run_id, "export": export, "status": "starting", "requested_at": requested_at,
-            "planned_at": None, "chunks": 0, "chunks_done": 0, "chunks_sending": 0, "plan_complete": False,
-            "input_rows": 0, "rows_done": 0, "delivered": 0, "rejected": 0, "skipped": 0}
+            "planned_at": None, "updated_at": None, "chunks": 0, "chunks_done": 0, "chunks_sending": 0,
+            "plan_complete": False, "input_rows": 0, "rows_done": 0, "delivered": 0, "rejected": 0, "skipped": 0}
 
 
 def progress(export: str, run_id: str, services: Services) -> dict[str, Any] | None:
@@ -165,8 +165,11 @@ def progress(export: str, run_id: str, services: Services) -> dict[str, Any] | N
     confirmed = Tally("")
     for records in sending.values():
         confirmed.restore(records)
-    return {"run_id": run_id, "export": export, "status": "running", "requested_at": plan.get("requested_at"),
-            "planned_at": plan["planned_at"],
+    return {"run_id": run_id, "export": export, "status": "running",
+            "requested_at": plan.get("requested_at"), "planned_at": plan["planned_at"],
+            # Its files' last write: a run that stopped moving (a local run killed, never
+            # resumed) stays "running" here; this tells how long it has been still.
+            "updated_at": runs.last_written(export, run_id),
             "chunks": len(plan["chunks"]), "chunks_done": len(done), "chunks_sending": len(sending),
             "plan_complete": plan.get("complete", True),  # else chunks and input_rows are so far
             "input_rows": sum(c["rows"] for c in plan["chunks"]),

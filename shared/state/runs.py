@@ -185,6 +185,13 @@ class RunStore:
             states[chunk] = (checkpoint, records)
         return states
 
+    def last_written(self, export: str, run_id: str) -> str | None:
+        """When a file of the run was last written (ISO 8601, UTC), or None: a run whose
+        files stay as they are for long is not moving (its process killed, its host gone)."""
+        latest = max((blob.last_modified for blob in self._container.list_blobs(
+            name_starts_with=f"{self.prefix(export, run_id)}/")), default=None)
+        return latest.isoformat(timespec="seconds") if latest is not None else None
+
     def merge_rejected(self, export: str, run_id: str, header: str, parts: list[str]) -> str | None:
         """Concatenate the chunks' rejected-row files into one `rejected.csv`; None if none."""
         if not parts:

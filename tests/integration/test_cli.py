@@ -175,7 +175,8 @@ def test_a_second_local_run_of_an_export_at_once_is_refused_and_sends_nothing(ap
     assert cli.main(["run", "--config", config, "--export", export["name"]]) == 0  # once it ended
 
 
-def test_upload_then_run_then_report_on_this_machine(app_env, stand_ins, storage, unique, tmp_path, capsys):
+def test_upload_then_run_then_report_on_this_machine(app_env, stand_ins, storage, unique, tmp_path, capsys,
+                                                    monkeypatch):
     """The local walk-through with the CLI alone: put a segment in storage, run, read the report."""
     segment = tmp_path / "vip.csv"
     segment.write_text("Email\nana@example.com\nbad\n")
@@ -200,6 +201,19 @@ def test_upload_then_run_then_report_on_this_machine(app_env, stand_ins, storage
     for unusable in ("/abs.csv", "vip//a.csv", "../x.csv", "c\\d.csv", " "):  # no export could name them
         assert cli.main(["upload", str(segment), "--segment", unusable]) == 2
         assert "upload: --segment must be" in capsys.readouterr().err
+    # A run that stopped moving (a local run killed, never resumed) stays "running": the report
+    # says how to go on with it, unless a local run holds the export (it is moving).
+    from runner.holds import export_hold
+
+    storage.container("export-runs").delete_blob(f"{export['name']}/{run_id}/report.json")
+    monkeypatch.setattr(cli, "STILL_S", -1.0)  # its files were written a moment ago: count that as long
+    assert cli.main(["report", "--export", export["name"]]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["status"] == "running"
+    assert f"--resume {run_id}" in printed.err
+    with export_hold(storage.container("export-runs"), export["name"]):
+        assert cli.main(["report", "--export", export["name"]]) == 0
+        assert "--resume" not in capsys.readouterr().err
     # A run whose first part is not stored yet (being planned, or failed before): said as such.
     storage.container("export-runs").upload_blob(f"{export['name']}/29990101T000000Z-abcdef/chunks/0.items", b"")
     assert cli.main(["report", "--export", export["name"], "--run", "29990101T000000Z-abcdef"]) == 2

@@ -216,8 +216,8 @@ def test_a_run_polled_before_its_plan_is_written_is_starting_not_unknown(defined
     # The fields of a running run's progress (one shape for clients that poll), nothing done.
     assert json.loads(response.get_body()) == {
         "run_id": run_id, "export": defined["name"], "status": "starting", "requested_at": request["requested_at"],
-        "planned_at": None, "chunks": 0, "chunks_done": 0, "chunks_sending": 0, "plan_complete": False,
-        "input_rows": 0, "rows_done": 0, "delivered": 0, "rejected": 0, "skipped": 0}
+        "planned_at": None, "updated_at": None, "chunks": 0, "chunks_done": 0, "chunks_sending": 0,
+        "plan_complete": False, "input_rows": 0, "rows_done": 0, "delivered": 0, "rejected": 0, "skipped": 0}
     # Another run of the export, or one that ended without a plan, stays unknown.
     other = call("get_run", "GET", f"/api/exports/{defined['name']}/runs/other",
                  {"name": defined["name"], "run_id": "other"}, client=polled)
