@@ -131,6 +131,40 @@ def _run(args: argparse.Namespace, workers) -> int:
     return 0 if report["status"] == "succeeded" else 1
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """What a run of the export would stop at, found without sending anything."""
+    from azure.core.exceptions import AzureError
+
+    from shared.config import DefinitionError
+    from shared.engine import Services, check_export
+
+    services = Services.current()
+    try:
+        if args.config:  # the file's export; its connection from the file, else the one stored
+            document, _ = _definitions(args.config, stored=services.definitions.connection_document)
+            export = next((e for e in document.get("exports", []) if e.get("name") == args.export), None)
+            connections = {c.get("name"): c for c in document.get("connections", [])}
+        else:
+            export, connections = services.definitions.export_document(args.export), {}
+        if export is None:
+            print(f'unknown export "{args.export}"' + (f" in {args.config}" if args.config else " in storage"),
+                  file=sys.stderr)
+            return 2
+        name = str(export.get("connection"))
+        result = check_export(export, connections.get(name) or services.definitions.connection_document(name),
+                              services)
+    except DefinitionError as error:
+        _print_problems(args.config, error)
+        return 2
+    except AzureError as error:
+        print(f"check of {args.export}: storage could not be read: {error.message}", file=sys.stderr)
+        return 1
+    for check in result["checks"]:
+        print(f"{'ok' if check['ok'] else 'PROBLEM':<8} {check['check']}: {check['detail']}")
+    print(f"\n{args.export}: " + ("ready to run" if result["ok"] else "a run would stop at the problems above"))
+    return 0 if result["ok"] else 1
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from azure.core.exceptions import AzureError
 
@@ -290,6 +324,10 @@ def parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a definitions file and list every problem")
     validate.add_argument("--config", required=True)
     validate.set_defaults(handler=cmd_validate)
+    check = commands.add_parser("check", help="what a run of an export would stop at, without sending anything")
+    check.add_argument("--export", required=True)
+    check.add_argument("--config", help="definitions file holding the export (default: the stored export)")
+    check.set_defaults(handler=cmd_check)
     publish = commands.add_parser("publish", help="validate and store definitions in the exports container")
     publish.add_argument("--config", required=True)
     publish.set_defaults(handler=cmd_publish)

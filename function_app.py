@@ -111,6 +111,21 @@ async def start_run(req: func.HttpRequest, client: df.DurableOrchestrationClient
                        "report": f"/api/exports/{name}/runs/{request['run_id']}", **links})
 
 
+@app.route(route="exports/{name}/check", methods=["POST"])
+def check_export(req: func.HttpRequest) -> func.HttpResponse:
+    """What a run of the export would stop at (definitions, consent, segments, credentials),
+    found without sending anything: 200 with each check; 404 unknown export."""
+    services = Services.current()
+    export = services.definitions.export_document(req.route_params["name"])
+    if export is None:
+        return _json(404, {"error": f'unknown export "{req.route_params["name"]}"'})
+    connection = services.definitions.connection_document(str(export.get("connection")))
+    refusal = may_use_connection(Caller.from_headers(req.headers), connection)
+    if refusal:
+        return _json(403, {"error": refusal})
+    return _json(200, engine.check_export(export, connection, services))
+
+
 @app.route(route="exports/{name}/runs/{run_id}", methods=["GET"])
 @app.durable_client_input(client_name="client")
 async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HTTP_ROUTES = {
     "start_run": ("POST", "exports/{name}/runs"),
     "get_run": ("GET", "exports/{name}/runs/{run_id}"),
+    "check_export": ("POST", "exports/{name}/check"),
     "list_runs": ("GET", "exports/{name}/runs"),
     "list_exports": ("GET", "exports"),
     "list_connections": ("GET", "connections"),

@@ -1,0 +1,73 @@
+"""Checking an export before it runs: what its run would stop at, found without sending.
+
+A run's plan refuses to start on definitions that do not validate, a connection without
+recorded consent, a segment that is missing or lacks a mapped column; its first request
+fails on a secret that is missing or lacks a field. Each of these takes a run (and, on a
+schedule, a night) to find. `check_export` asks the same questions of storage and Key
+Vault, with the same code the run uses, and sends nothing to the vendor: whether the
+vendor takes the credentials (a revoked key, an audience deleted since) is still only
+known by running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from destinations import SPECS, destination_class
+
+from ..config import DefinitionError, parse_connection, parse_export
+from ..secrets import SecretError
+from ..segments import SegmentError, resolve_columns
+from .services import Services
+
+__all__ = ["check_export"]
+
+
+def check_export(export: dict[str, Any], connection: dict[str, Any] | None, services: Services) -> dict[str, Any]:
+    """What a run of `export` (a document) through `connection` (its document, None if
+    not found) would stop at: {"export", "ok", "checks": [{"check", "ok", "detail"}]},
+    a check per question, in the order a run meets them. Details name files, columns
+    and secrets, never a secret's value."""
+    checks: list[dict[str, Any]] = []
+
+    def found(check: str, problem: str | None, fine: str) -> bool:
+        checks.append({"check": check, "ok": problem is None, "detail": problem or fine})
+        return problem is None
+
+    allow_local = services.settings.allow_local_endpoints
+    try:
+        connections = {}
+        if connection is not None:
+            parsed = parse_connection(connection, SPECS, allow_local=allow_local)
+            connections[parsed.name] = parsed
+        definition = parse_export(export, connections, SPECS)
+    except DefinitionError as error:
+        found("definitions", "; ".join(str(problem) for problem in error.problems), "")
+        return _result(export, checks)
+    link = connections[definition.connection]
+    found("definitions", None, f'export "{definition.name}" through connection "{link.name}" ({link.type})')
+    found("consent", None if link.consent is not None else
+          f'connection "{link.name}" has no recorded privacy consent (consent.accepted_by, consent.accepted_at)',
+          f"recorded by {link.consent.accepted_by} on {link.consent.accepted_at}" if link.consent else "")
+    wanted = definition.matching.columns()
+    for path in definition.segments:
+        try:
+            info = services.storage.segments.info(path)
+            resolve_columns(info.path, info.header, wanted)
+        except SegmentError as error:
+            found(f"segment {path}", str(error), "")
+        else:
+            found(f"segment {path}", None, f"{info.size:,} bytes; mapped columns found: "
+                                           + ", ".join(f'"{column}"' for column in wanted.values()))
+    cls = destination_class(link.type)
+    try:
+        problem = cls.credentials_problem(services.secrets.get(link.secret_name))
+        problem = f"secret {link.secret_name!r} {problem}" if problem else None
+    except SecretError as error:
+        problem = str(error)
+    found("credentials", problem, f"secret {link.secret_name!r} holds {', '.join(cls.SPEC.secret_fields)}")
+    return _result(export, checks)
+
+
+def _result(export: dict[str, Any], checks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"export": export.get("name"), "ok": all(check["ok"] for check in checks), "checks": checks}
