@@ -243,9 +243,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         still = _still_for(found.get("updated_at"))
         if found["status"] == "running" and still is not None and still > STILL_S \
                 and not services.runs.held_by_local_run(args.export):
-            print(f"run {run_id}: nothing written for {still / 60:.0f} min and no local run holds the export: a "
-                  f"local run that was stopped goes on with: cli.py run --export {args.export} --resume {run_id}",
-                  file=sys.stderr)
+            print(f"run {run_id}: nothing written for {still / 60:.0f} min and no local run holds the export: it "
+                  "may have stopped (or waits on the vendor: retries, a throttle window). Run by the Function App: "
+                  "see its orchestration's status, never resume it here. A local run that was stopped goes on "
+                  f"with: cli.py run --export {args.export} --resume {run_id}", file=sys.stderr)
     else:
         print(summary_table([found]))
         print(f"\nreport in {RUNS_CONTAINER}/{RunStore.report_path(args.export, run_id)}")

@@ -278,8 +278,9 @@ def export_destination(context: df.DurableOrchestrationContext):
         else:
             _, task, attempt = running.pop(next(at for at, entry in enumerate(running) if entry[0] is done))
             if isinstance(done.result, Exception) and attempt < ATTEMPTS:
-                # Again, with what is known now: after a destination failure it only accounts.
-                task = {**task, "abandon": abandon}
+                # Again, with what is known now: after a destination failure it only accounts,
+                # and what it may have sent before failing is "not confirmed", not "not sent".
+                task = {**task, "abandon": abandon, "attempted": True}
                 running.append((context.call_activity("export_chunk", task), task, attempt + 1))
                 continue
             if isinstance(done.result, Exception):  # failed for good: the report accounts it, for this reason

@@ -50,6 +50,7 @@ def check_export(export: dict[str, Any], connection: dict[str, Any] | None, serv
           f'connection "{link.name}" has no recorded privacy consent (consent.accepted_by, consent.accepted_at)',
           f"recorded by {link.consent.accepted_by} on {link.consent.accepted_at}" if link.consent else "")
     wanted = definition.matching.columns()
+    readable = []  # (path, info) of the segments a run would read
     for path in definition.segments:
         try:
             info = services.storage.segments.info(path)
@@ -57,15 +58,27 @@ def check_export(export: dict[str, Any], connection: dict[str, Any] | None, serv
         except SegmentError as error:
             found(f"segment {path}", str(error), "")
         else:
-            found(f"segment {path}", None, f"{info.size:,} bytes; mapped columns found: "
-                                           + ", ".join(f'"{column}"' for column in wanted.values()))
+            readable.append((path, info))
+    # A file of only a header: the run stops when every segment is so, else warns of it.
+    all_empty = len(readable) == len(definition.segments) and all(i.size <= i.data_start for _, i in readable)
+    for path, info in readable:
+        columns = "mapped columns found: " + ", ".join(f'"{column}"' for column in wanted.values())
+        if info.size > info.data_start:
+            found(f"segment {path}", None, f"{info.size:,} bytes; {columns}")
+        elif all_empty:
+            found(f"segment {path}", "holds no data rows (only a header): the run would stop", "")
+        else:
+            found(f"segment {path}", None, f"holds no data rows (only a header): the run will warn of it; {columns}")
     cls = destination_class(link.type)
+    present: list[str] = []
     try:
-        problem = cls.credentials_problem(services.secrets.get(link.secret_name))
+        credentials = services.secrets.get(link.secret_name)
+        present = sorted(field for field, value in credentials.items() if value)  # names, never values
+        problem = cls.credentials_problem(credentials)
         problem = f"secret {link.secret_name!r} {problem}" if problem else None
     except SecretError as error:
         problem = str(error)
-    found("credentials", problem, f"secret {link.secret_name!r} holds {', '.join(cls.SPEC.secret_fields)}")
+    found("credentials", problem, f"secret {link.secret_name!r} holds {', '.join(present)}")
     return _result(export, checks)
 
 

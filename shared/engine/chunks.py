@@ -34,7 +34,7 @@ from destinations import Destination, DestinationError, destination_class
 from destinations.base import Pending
 
 from ..config import Connection, Export
-from ..http import HttpClient, Pacer, pacer_for, transport_for
+from ..http import HttpClient, Pacer, pacer_for, transport_for, without_maybe_applied
 from ..secrets import SecretError
 from ..state import compression_of
 from .batches import PreparedBatch
@@ -206,7 +206,9 @@ class _Sender:
         try:
             outcome = sent.result()
         except DestinationError as error:
-            self.failure = self.failure or str(error)
+            # The rows after it were not sent: their reason is the failure, not what is
+            # unknown of this batch (whether the vendor applied it).
+            self.failure = self.failure or without_maybe_applied(str(error))
             self._reject(batch, str(error))
             return
         if isinstance(outcome, Pending):

@@ -25,7 +25,7 @@ cut short.
 """
 
 from .auth import Credentials, RefreshingBearer, StaticKey, TokenSource
-from .client import HttpClient, RequestStats, RetryPolicy, transport_for
+from .client import HttpClient, RequestStats, RetryPolicy, transport_for, without_maybe_applied
 from .errors import AuthError, DestinationError, FatalError, RetriableError
 from .pacing import Pacer, pacer_for
 from .signals import announced_wait, json_body, vendor_message
@@ -52,4 +52,5 @@ __all__ = [
     "pacer_for",
     "transport_for",
     "vendor_message",
+    "without_maybe_applied",
 ]

@@ -109,7 +109,7 @@ class HttpClient:
         maybe_applied = False
 
         def unknown() -> str:
-            return "; an attempt was sent and not answered: the vendor may have applied it" if maybe_applied else ""
+            return MAYBE_APPLIED if maybe_applied else ""
 
         attempt = 0
         while True:
@@ -126,7 +126,10 @@ class HttpClient:
                 raise FatalError(f"{self.vendor}: the request could not be sent: a header holds a character "
                                  "HTTP does not allow (a credential with a line break or a non-Latin-1 "
                                  "character?)") from None
-            except StaleConnection:  # (a new connection never is) again at once, on a new one: not a retry
+            except StaleConnection as stale:  # (a new connection never is) again at once, on a new one: not a retry
+                # A kept-alive connection closed while idle, or dropped once the vendor had the
+                # request: the two look the same from here, so it may have been applied.
+                maybe_applied = maybe_applied or stale.sent
                 fresh, attempt = True, attempt - 1
                 continue
             except ConnectionProblem as problem:
@@ -143,7 +146,7 @@ class HttpClient:
                     refreshed = True
                     self.stats.retries += 1
                     continue
-                raise AuthError(f"{self.vendor} refused the credentials (401): {said(response)}")
+                raise AuthError(f"{self.vendor} refused the credentials (401): {said(response)}{unknown()}")
             if status == 429 or status >= 500:
                 wait = announced_wait(response)
                 if status == 429:
@@ -155,7 +158,7 @@ class HttpClient:
                 problem = f"{self.vendor} answered {status}: {said(response)}"
                 self._back_off(attempt, deadline, wait, problem + unknown())
                 continue
-            raise FatalError(f"{self.vendor} refused the request ({status}): {said(response)}")
+            raise FatalError(f"{self.vendor} refused the request ({status}): {said(response)}{unknown()}")
 
     def unpaced(self) -> HttpClient:
         """This client without the rate limit's pacer (its retries, transport and counts kept):
@@ -187,6 +190,14 @@ class HttpClient:
 
 USER_AGENT = "segment-export/1 (+Azure Functions)"
 MESSAGE_LIMIT = 300  # characters of a vendor's message kept in an error (and so in reports)
+# Said of a request that failed for good after one of its attempts was written whole and
+# not answered: whether the vendor applied it is unknown (`without_maybe_applied`).
+MAYBE_APPLIED = "; an attempt was sent and not answered: the vendor may have applied it"
+
+
+def without_maybe_applied(message: str) -> str:
+    """An error's message without MAYBE_APPLIED: the reason of rows that were not sent after it."""
+    return message.replace(MAYBE_APPLIED, "")
 
 
 def redacted(message: str, headers: dict[str, str], form: dict[str, str]) -> str:

@@ -55,6 +55,26 @@ def test_a_secret_lacking_a_field_is_named_by_its_field_never_its_values(app_env
     assert "cs-4711" not in json.dumps(checked) + json.dumps(ready)
 
 
+def test_a_segment_of_only_a_header_stops_the_check_when_every_segment_is_so(app_env, stand_ins, storage, unique):
+    """The run stops when every segment holds only a header, and warns when one of several does."""
+    header_only = upload_segment(storage, f"{unique}/header.csv", "Email,Name\r\n")
+    rows = upload_segment(storage, f"{unique}/rows.csv", "Email,Name\nana@example.com,Ana\n")
+    alone = _checked(_export(unique, [header_only]), connection_of(stand_ins, "snapchat"))
+    assert alone[f"segment {header_only}"] == (False, "holds no data rows (only a header): the run would stop")
+    beside = _checked(_export(unique, [header_only, rows]), connection_of(stand_ins, "snapchat"))
+    assert beside[f"segment {header_only}"][0] is True and "the run will warn" in beside[f"segment {header_only}"][1]
+
+
+def test_campaign_monitor_oauth_credentials_are_named_as_they_are(app_env, stand_ins, storage, unique):
+    secrets = json.loads(app_env.read_text())
+    secrets["cm-oauth"] = {"access_token": "at-4711", "refresh_token": "rt-4711"}
+    app_env.write_text(json.dumps(secrets))
+    path = upload_segment(storage, f"{unique}/ok.csv", "Email\nana@example.com\n")
+    export = {**_export(unique, [path]), "connection": "sandbox-campaign-monitor", "target": {"list_id": "l"}}
+    checked = _checked(export, {**connection_of(stand_ins, "campaign_monitor"), "secret_name": "cm-oauth"})
+    assert checked["credentials"] == (True, "secret 'cm-oauth' holds access_token, refresh_token")
+
+
 def test_definitions_that_do_not_validate_stop_the_check_there(app_env, stand_ins, unique):
     result = check_export(_export(unique, ["a.csv"], target={}), connection_of(stand_ins, "snapchat"),
                           Services.current())

@@ -413,3 +413,52 @@ class _Counting:
     def findall(self, text: str):
         self.calls.append((threading.get_ident(), text))
         return self.pattern.findall(text)
+
+
+def _read_request(connection) -> None:
+    """Read one HTTP request whole (headers, then Content-Length bytes of body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        body += connection.recv(65536)
+
+
+def test_a_request_dropped_on_a_kept_alive_connection_once_sent_may_have_been_applied():
+    """Closed after the vendor read it (and maybe applied it), a kept-alive connection looks
+    like one closed while idle: sent again at once, and if the request fails for good, it
+    says the vendor may have applied it."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        kept, _ = listener.accept()
+        _read_request(kept)
+        kept.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        _read_request(kept)  # the second request, read whole: then no answer
+        kept.close()
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            _read_request(connection)
+            connection.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    client = HttpClient("Vendor", Pacer(10_000), Transport(), policy=RetryPolicy(attempts=2, base_delay=0.01))
+    try:
+        client.request("POST", f"http://127.0.0.1:{port}/batch", json={})
+        with pytest.raises(RetriableError) as failed:
+            client.request("POST", f"http://127.0.0.1:{port}/batch", json={})
+    finally:
+        listener.close()
+    assert str(failed.value).startswith("Vendor answered 503")
+    assert "the vendor may have applied it" in str(failed.value)

@@ -162,6 +162,8 @@ def test_a_chunk_activity_that_fails_once_is_scheduled_again_and_its_result_kept
     assert sorted(r["chunk"] for r in collected) == [0, 1, 2, 3, 4]
     assert [input_["chunk"] for _, _, input_ in context.calls].count(2) == 2
     assert all(input_["abandon"] is None for _, _, input_ in context.calls)
+    # The attempt again knows the first ran (it may have sent batches it did not record).
+    assert [input_.get("attempted", False) for _, _, input_ in context.calls if input_["chunk"] == 2] == [False, True]
 
 
 def test_a_destination_orchestration_that_dies_still_ends_with_a_report():
