@@ -254,7 +254,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 # A run sending writes its progress every few seconds (PROGRESS_INTERVAL_S): this long
-# without a write, it has stopped.
+# without a write, it may have stopped (or waits on the vendor's retries and throttling).
 STILL_S = 120.0
 
 

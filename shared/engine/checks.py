@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from destinations import SPECS, destination_class
+from destinations import destination_class
 
-from ..config import DefinitionError, parse_connection, parse_export
+from ..config import DefinitionError
 from ..secrets import SecretError
 from ..segments import SegmentError, resolve_columns
+from .planning import load_definitions
 from .services import Services
 
 __all__ = ["check_export"]
@@ -34,17 +35,11 @@ def check_export(export: dict[str, Any], connection: dict[str, Any] | None, serv
         checks.append({"check": check, "ok": problem is None, "detail": problem or fine})
         return problem is None
 
-    allow_local = services.settings.allow_local_endpoints
-    try:
-        connections = {}
-        if connection is not None:
-            parsed = parse_connection(connection, SPECS, allow_local=allow_local)
-            connections[parsed.name] = parsed
-        definition = parse_export(export, connections, SPECS)
+    try:  # as the run's plan reads them
+        link, definition = load_definitions({"export": export, "connection": connection}, services)
     except DefinitionError as error:
         found("definitions", "; ".join(str(problem) for problem in error.problems), "")
         return _result(export, checks)
-    link = connections[definition.connection]
     found("definitions", None, f'export "{definition.name}" through connection "{link.name}" ({link.type})')
     found("consent", None if link.consent is not None else
           f'connection "{link.name}" has no recorded privacy consent (consent.accepted_by, consent.accepted_at)',

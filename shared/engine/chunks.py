@@ -70,10 +70,8 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
     if not resume_after:
         tally.add_prepared(chunk)  # a record restored above already holds these counts
     sender = _Sender(cls, tally, lambda record: runs.append_progress(export_name, run_id, index, record),
-                     services.settings.progress_interval_s)
+                     services.settings.progress_interval_s, attempted=bool(task.get("attempted")))
     sender.failure = task.get("abandon")
-    if task.get("attempted"):
-        sender.unsent = "not confirmed (it may have been sent before its chunk activity failed)"
     pacer = None
     if sender.failure is None and chunk["items"]:
         # One pacer per connection in this process; its rate is agreed with every other
@@ -139,14 +137,17 @@ class _Sender:
     """
 
     def __init__(self, cls: type[Destination], tally: Tally, confirm: Callable[[dict[str, Any]], None],
-                 interval_s: float):
+                 interval_s: float, attempted: bool = False):
         self.vendor = cls.SPEC.display_name
         self.tally = tally
         self.confirm = confirm  # stores a progress record once the vendor confirmed batches
         self.interval_s = interval_s
         self.destinations: list[Destination] = []  # one per request in flight
         self.failure: str | None = None
-        self.unsent = "not sent"  # what the rows after a failure are, in their reason
+        # What the rows after a failure are, in their reason: where an earlier attempt of the
+        # chunk ran, it may have sent them.
+        self.unsent = ("not confirmed (it may have been sent before its chunk activity failed)" if attempted
+                       else "not sent")
         self._in_flight: deque[tuple[PreparedBatch, Future]] = deque()
         self._pool: ThreadPoolExecutor | None = None
         self._sent = 0

@@ -158,18 +158,18 @@ def progress(export: str, run_id: str, services: Services) -> dict[str, Any] | N
     plan = runs.plan(export, run_id)
     if plan is None:
         return None
-    done, sending = runs.chunks_so_far(export, run_id)
+    done, sending, last_written = runs.chunks_so_far(export, run_id)
     # Counts so far: the finished chunks', and the batches the vendor confirmed to chunks
     # still sending (a chunk can send for the whole run: parallel chunks share the limit),
     # added up as a resumed chunk restores them.
     confirmed = Tally("")
     for records in sending.values():
         confirmed.restore(records)
-    return {"run_id": run_id, "export": export, "status": "running",
-            "requested_at": plan.get("requested_at"), "planned_at": plan["planned_at"],
+    return {**starting(export, run_id, plan.get("requested_at")), "status": "running",
+            "planned_at": plan["planned_at"],
             # Its files' last write: a run that stopped moving (a local run killed, never
             # resumed) stays "running" here; this tells how long it has been still.
-            "updated_at": runs.last_written(export, run_id),
+            "updated_at": last_written or plan["planned_at"],
             "chunks": len(plan["chunks"]), "chunks_done": len(done), "chunks_sending": len(sending),
             "plan_complete": plan.get("complete", True),  # else chunks and input_rows are so far
             "input_rows": sum(c["rows"] for c in plan["chunks"]),

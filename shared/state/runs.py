@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
@@ -14,7 +15,17 @@ from ..memory import release_frames
 from .blobs import read_json, read_versioned, write_json
 from .items import ITEM_PIECE_BYTES, BackgroundWrites, BlobWriter, decompressed
 
-__all__ = ["RunStore"]
+__all__ = ["ChunksSoFar", "RunStore"]
+
+
+class ChunksSoFar(NamedTuple):
+    """What a run's chunks have done (`RunStore.chunks_so_far`)."""
+
+    done: list[dict[str, Any]]  # the results of the chunks that finished
+    sending: dict[int, list[dict[str, Any]]]  # the progress records of those still sending
+    # When a chunk file was last written (ISO 8601, UTC): chunks sending record their
+    # progress every few seconds, so a run whose files stay as they are is not moving.
+    last_written: str | None
 
 
 class RunStore:
@@ -146,7 +157,7 @@ class RunStore:
         One listing of the chunk's files, then a read of what it found: on a first execution,
         the usual case, a read of each that found nothing cost two storage calls (and two
         errors) where the listing is one, ~40% less CPU for each chunk that starts."""
-        states = self._chunk_states(export, run_id, self.chunk_file(export, run_id, chunk, ""))
+        states, _ = self._chunk_states(export, run_id, self.chunk_file(export, run_id, chunk, ""))
         return states.get(chunk, (None, []))
 
     def write_checkpoint(self, export: str, run_id: str, chunk: int, result: dict[str, Any]) -> None:
@@ -159,38 +170,36 @@ class RunStore:
         """The results of the run's chunks that finished (`chunks/<n>.json`)."""
         return self.chunks_so_far(export, run_id, with_progress=False)[0]
 
-    def chunks_so_far(self, export: str, run_id: str,
-                      with_progress: bool = True) -> tuple[list[dict[str, Any]], dict[int, list[dict[str, Any]]]]:
+    def chunks_so_far(self, export: str, run_id: str, with_progress: bool = True) -> ChunksSoFar:
         """What the run's chunks have done, from one listing of their files: the results of
-        those that finished (`chunks/<n>.json`), and the progress records (confirmed
-        batches) of those still sending (`chunks/<n>.progress`, no result yet)."""
-        states = self._chunk_states(export, run_id, f"{self.prefix(export, run_id)}/chunks/", with_progress)
-        return ([checkpoint for checkpoint, _ in states.values() if checkpoint is not None],
-                {chunk: records for chunk, (checkpoint, records) in states.items() if checkpoint is None and records})
+        those that finished (`chunks/<n>.json`), the progress records (confirmed batches)
+        of those still sending (`chunks/<n>.progress`, no result yet), and when the last of
+        their files was written."""
+        states, latest = self._chunk_states(export, run_id, f"{self.prefix(export, run_id)}/chunks/", with_progress)
+        return ChunksSoFar([checkpoint for checkpoint, _ in states.values() if checkpoint is not None],
+                           {chunk: records for chunk, (checkpoint, records) in states.items()
+                            if checkpoint is None and records},
+                           latest.isoformat(timespec="seconds") if latest is not None else None)
 
     def _chunk_states(self, export: str, run_id: str, prefix: str, with_progress: bool = True
-                      ) -> dict[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]]:
+                      ) -> tuple[dict[int, tuple[dict[str, Any] | None, list[dict[str, Any]]]], datetime | None]:
         """{chunk: (final checkpoint, else progress records)} of the chunks whose files one
-        listing under `prefix` finds, in chunk order; only what exists is read."""
+        listing under `prefix` finds, in chunk order (only what exists is read), and the
+        latest time one of those files was written."""
         files: dict[int, set[str]] = {}
+        latest = None
         for blob in self._container.list_blobs(name_starts_with=prefix):
             number, _, suffix = blob.name.rsplit("/", 1)[1].partition(".")
             if number.isdigit():
                 files.setdefault(int(number), set()).add(suffix)
+                latest = blob.last_modified if latest is None else max(latest, blob.last_modified)
         states = {}
         for chunk, suffixes in sorted(files.items()):
             checkpoint = self.checkpoint(export, run_id, chunk) if "json" in suffixes else None
             records = (self.progress(export, run_id, chunk)
                        if checkpoint is None and with_progress and "progress" in suffixes else [])
             states[chunk] = (checkpoint, records)
-        return states
-
-    def last_written(self, export: str, run_id: str) -> str | None:
-        """When a file of the run was last written (ISO 8601, UTC), or None: a run whose
-        files stay as they are for long is not moving (its process killed, its host gone)."""
-        latest = max((blob.last_modified for blob in self._container.list_blobs(
-            name_starts_with=f"{self.prefix(export, run_id)}/")), default=None)
-        return latest.isoformat(timespec="seconds") if latest is not None else None
+        return states, latest
 
     def merge_rejected(self, export: str, run_id: str, header: str, parts: list[str]) -> str | None:
         """Concatenate the chunks' rejected-row files into one `rejected.csv`; None if none."""
