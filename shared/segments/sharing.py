@@ -14,7 +14,12 @@ step, read the file themselves and find the same blocks.
 A block is kept only while another plan on the same segment still has to read it: one
 plan alone holds no block more than it would without sharing. A plan read in parts
 leaves a bookmark where its part stopped, so that what it has yet to read is kept for
-its next part (a few hundred milliseconds later, locally), for BOOKMARK_S at most.
+its next part (a few hundred milliseconds later, locally), for BOOKMARK_S at most; for
+its first HANDOVER_S the plans in front wait for it as for one reading, so that they
+stay in step through its part's end. (A block kept with its columns worked out is ~9
+MB: plans that read on while one waited for storage to take its part's last writes
+kept six for it, and four exports of a million rows peaked at 205-234 MB in the
+exporter instead of ~197.)
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ from .parsing import BLOCK_BYTES, Block
 
 __all__ = ["SharedBlocks", "shared_blocks"]
 
-# Blocks kept at most (all segments): a block's rows take ~7 times its bytes, ~4 MB.
-MOST_BLOCKS = 6
+# Blocks kept at most (all segments): a block's rows take ~7 times its bytes, ~4 MB, and
+# with the columns four exports work out from them ~9 MB. Plans in step keep 2-3 (one
+# LEAD_BYTES behind another); more are kept only for a plan held back (slow storage
+# writes at a part's end), and each one more is a few percent of a run's memory.
+MOST_BLOCKS = 4
 BOOKMARK_S = 30.0
 # A plan waits this long for a block another one is reading, then reads it itself.
 WAIT_S = 10.0
@@ -38,6 +46,10 @@ WAIT_S = 10.0
 # for them to catch up before it reads on anyway.
 LEAD_BYTES = 2 * BLOCK_BYTES
 LEAD_WAIT_S = 2.0
+# How long after a part ends its plan is waited for as one still reading (its next part
+# starts within a second locally; one that runs elsewhere, or never, holds the others
+# back this long at most).
+HANDOVER_S = 5.0
 
 
 @dataclass(eq=False)
@@ -45,6 +57,7 @@ class _Reader:
     name: str  # the plan reading (export and run): its next part takes up its bookmark
     position: int  # where the block it reads (or will read next) starts
     until: float | None = None  # a bookmark (the plan between two parts) expires then
+    paused_at: float = 0.0  # when its last part ended (with a bookmark)
 
 
 @dataclass(eq=False)
@@ -136,7 +149,8 @@ class SharedBlocks:
         None if another reader has been reading it for longer than WAIT_S.
 
         A reader about to read a block waits (LEAD_WAIT_S at most) while another plan
-        reading this segment is more than LEAD_BYTES behind: the plans' per-row work
+        reading this segment (or between two of its parts, for HANDOVER_S) is more than
+        LEAD_BYTES behind: the plans' per-row work
         differs (a vendor's items cost more to write than a hash), and a reader in front
         that never waits leaves the others to read every block again for themselves.
         """
@@ -154,9 +168,13 @@ class SharedBlocks:
                         return None
                     self._changed.wait(deadline - now)
                     continue
-                if now < lead_deadline and any(r is not me and r.until is None and r.position + LEAD_BYTES < position
-                                               for r in self._readers.get(segment, [])):
-                    self._changed.wait(lead_deadline - now)
+                behind = [r for r in self._readers.get(segment, [])
+                          if r is not me and r.position + LEAD_BYTES < position
+                          and (r.until is None or now < r.paused_at + HANDOVER_S)]
+                if now < lead_deadline and behind:
+                    # Until one moves (notified), or the handover of the one between parts ends.
+                    self._changed.wait(min([lead_deadline, *(r.paused_at + HANDOVER_S for r in behind
+                                                             if r.until is not None)]) - now)
                     continue
                 if entry is None:
                     entry = entries[position] = _Entry(me, position)
@@ -193,7 +211,8 @@ class SharedBlocks:
             if bookmark is None:
                 self._readers[segment].remove(me)
             else:
-                me.position, me.until = bookmark, time.monotonic() + BOOKMARK_S
+                me.paused_at = time.monotonic()
+                me.position, me.until = bookmark, me.paused_at + BOOKMARK_S
             self._forget(segment)
             self._changed.notify_all()
 

@@ -288,10 +288,12 @@ def test_a_plan_alone_keeps_no_block_but_the_one_it_reads(storage, unique, monke
     assert len(alive) > 3 and alive == [0] * len(alive)  # none kept while the next is parsed
 
 
-def test_a_plan_read_in_parts_finds_the_blocks_read_meanwhile_kept_for_its_next_part(storage, unique):
+def test_a_plan_read_in_parts_finds_the_blocks_read_meanwhile_kept_for_its_next_part(storage, unique, monkeypatch):
+    from shared.segments import sharing
     from shared.segments.sharing import shared_blocks
 
-    info = _quoted_segment(storage, f"{unique}/parts.csv")
+    monkeypatch.setattr(sharing, "HANDOVER_S", 0.0)  # the other plan reads on at once (see the test below)
+    info = _quoted_segment(storage, f"{unique}/parts.csv", rows=45_000)  # as many blocks as are kept at most
     shared = shared_blocks()
     read_before = shared.read_blocks
     part, other = _shared_reads(storage, info, "parts/run", "other/run")
@@ -300,9 +302,60 @@ def test_a_plan_read_in_parts_finds_the_blocks_read_meanwhile_kept_for_its_next_
     part.close()  # the part ends inside its first block; the other plan reads on meanwhile
     rest = list(other)
     (next_part,) = _shared_reads(storage, info, "parts/run", start=stopped_in.start, first_row=stopped_in.first_row)
-    assert _spans(list(next_part)) == _spans([stopped_in] + rest)
+    assert _spans(list(next_part)) == _spans([stopped_in] + rest) and 1 + len(rest) == sharing.MOST_BLOCKS
     assert shared.read_blocks - read_before == 1 + len(rest)  # the next part read nothing again
     assert shared.held() == 0
+
+
+def test_plans_in_front_wait_for_a_plan_between_two_parts_instead_of_keeping_every_block_for_it(storage, unique):
+    # A kept block holds its rows and the columns worked out from them (~9 MB for four
+    # exports): plans that read on while one was between parts (its last writes slow to
+    # be taken) kept the most allowed, and the exporter's memory rose by ~30 MB.
+    from shared.segments.sharing import LEAD_BYTES, shared_blocks
+
+    info = _quoted_segment(storage, f"{unique}/handover.csv", rows=150_000)  # ~6 MB: a dozen blocks
+    whole = list(storage.segments.blocks(info.path, info.data_start, info.size))
+    shared = shared_blocks()
+    read_before = shared.read_blocks
+    part, front = _shared_reads(storage, info, "paused/run", "front/run")
+    stopped_in = next(part)
+    part.close()  # its part ends here; its next part starts a moment later
+    held, front_blocks = [], []
+
+    def read_on() -> None:
+        for block in front:
+            front_blocks.append(block.start)
+            held.append(shared.held())
+
+    thread = threading.Thread(target=read_on)
+    thread.start()
+    time.sleep(1.0)  # the part boundary (under LEAD_WAIT_S)
+    ahead_while_paused = len(front_blocks)
+    (next_part,) = _shared_reads(storage, info, "paused/run", start=stopped_in.start, first_row=stopped_in.first_row)
+    assert _spans(list(next_part)) == _spans(whole)
+    thread.join()
+    assert len(whole) >= 10 and front_blocks == [block.start for block in whole]
+    within_lead = sum(block.start <= stopped_in.start + LEAD_BYTES for block in whole)
+    assert ahead_while_paused <= within_lead + 1 < len(whole)
+    assert max(held) <= within_lead + 2
+    assert shared.read_blocks - read_before == len(whole)  # each block read once
+    assert shared.held() == 0
+
+
+def test_a_plan_whose_next_part_does_not_come_holds_the_others_back_briefly(storage, unique, monkeypatch):
+    from shared.segments import sharing
+
+    monkeypatch.setattr(sharing, "HANDOVER_S", 0.5)
+    info = _quoted_segment(storage, f"{unique}/gone.csv", rows=150_000)
+    part, front = _shared_reads(storage, info, "gone/run", "front/run")
+    stopped_in = next(part)
+    part.close()  # its next part runs on another host, or much later
+    started = time.monotonic()
+    blocks = list(front)
+    assert len(blocks) >= 10 and time.monotonic() - started < sharing.LEAD_WAIT_S  # not up to 2 s a block
+    (late,) = _shared_reads(storage, info, "gone/run", start=stopped_in.start, first_row=stopped_in.first_row)
+    assert _spans(list(late)) == _spans(blocks)  # what was not kept for it, it reads itself
+    assert sharing.shared_blocks().held() == 0
 
 
 def test_a_malformed_segment_fails_every_plan_reading_it_at_once(storage, unique):
