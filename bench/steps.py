@@ -132,12 +132,13 @@ def _batch_lines(blocks, classified, firsts, sender, key_index: int, width: int,
     for block, (block_keys, _), block_firsts in zip(blocks, classified, firsts, strict=True):
         sendable = [index for index, first in enumerate(block_firsts) if first]
         chosen = Rows(block.rows, sendable, width, block.derived, block.derived_lock)
-        chosen_keys = chosen.pick(block_keys)
-        made, _ = sender.items(chosen_keys, chosen)
-        numbers += [block.first_row + index for index in sendable]
-        keys += chosen_keys
-        identifiers += chosen.values(key_index)
-        items += made
+        chosen_keys, chosen_identifiers = chosen.pick(block_keys), chosen.values(key_index)
+        made, refused = sender.items(chosen_keys, chosen)
+        kept = [at for at in range(len(sendable)) if at not in refused]  # a field the vendor would refuse
+        numbers += [block.first_row + sendable[at] for at in kept]
+        keys += [chosen_keys[at] for at in kept]
+        identifiers += [chosen_identifiers[at] for at in kept]
+        items += [made[at] for at in kept]
         while len(items) >= batch or (items and block is blocks[-1]):
             size = min(batch, len(items))
             lines.append(batch_line(numbers[:size], keys[:size], identifiers[:size],

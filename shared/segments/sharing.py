@@ -46,10 +46,11 @@ WAIT_S = 10.0
 # for them to catch up before it reads on anyway.
 LEAD_BYTES = 2 * BLOCK_BYTES
 LEAD_WAIT_S = 2.0
-# How long after a part ends its plan is waited for as one still reading (its next part
-# starts within a second locally; one that runs elsewhere, or never, holds the others
-# back this long at most).
-HANDOVER_S = 5.0
+# How long after a part ends its plan is waited for as one still reading: its next part
+# starts within a second locally, unless storage is slow to take the part's last writes;
+# one that runs in another process, or never, holds the others back this long at most,
+# as long as a plan that reads is waited for.
+HANDOVER_S = 2.0
 
 
 @dataclass(eq=False)

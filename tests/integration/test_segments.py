@@ -329,7 +329,7 @@ def test_plans_in_front_wait_for_a_plan_between_two_parts_instead_of_keeping_eve
 
     thread = threading.Thread(target=read_on)
     thread.start()
-    time.sleep(1.0)  # the part boundary (under LEAD_WAIT_S)
+    time.sleep(0.8)  # the part boundary (under HANDOVER_S)
     ahead_while_paused = len(front_blocks)
     (next_part,) = _shared_reads(storage, info, "paused/run", start=stopped_in.start, first_row=stopped_in.first_row)
     assert _spans(list(next_part)) == _spans(whole)

@@ -1,0 +1,21 @@
+"""`python -m bench.steps`: the per-step costs the README's account of what bounds the plan rests on."""
+
+import pytest
+
+from bench.steps import MATCHING, measure
+from destinations import SPECS
+
+
+@pytest.mark.parametrize("destination", sorted(SPECS))
+def test_each_plan_step_is_timed_for_every_destination(destination):
+    # Every vendor has an export of the generated segment (a destination added without one
+    # would leave the tool, and the figures it backs, behind).
+    assert destination in MATCHING
+    figures = measure(20_000, destination, repeats=1)
+    steps = figures["cpu_s_per_million_rows"]
+    timed = ("parse", "classify", "dedupe", "items", "compress")
+    assert all(steps[step] > 0 for step in timed)
+    assert steps["plan_steps"] == pytest.approx(sum(steps[step] for step in timed), abs=0.01)
+    assert figures["rows_per_s_one_thread"] == round(1_000_000 / steps["plan_steps"])
+    if SPECS[destination].identifier == "email":
+        assert steps["emails"] > 0 and steps["keys"] > 0
