@@ -27,7 +27,8 @@ DESTINATIONS = ("snapchat", "braze", "omnisend", "campaign_monitor")
 UNTHROTTLED = 100_000.0  # requests_per_second for stand-ins that enforce no limit: the exporter's own speed
 
 
-def _exports(path: str, types: tuple[str, ...] = DESTINATIONS) -> list[dict[str, Any]]:
+def bench_exports(path: str, types: tuple[str, ...] = DESTINATIONS) -> list[dict[str, Any]]:
+    """The demo's exports of the segment at `path` (`runner.demo.exports_for`), those to `types`."""
     return [export for export in exports_for(path) if export["connection"].removeprefix("sandbox-").replace("-", "_")
             in types]
 
@@ -79,7 +80,7 @@ def _throughput_once(profiles: int) -> dict[str, Any]:
     with environment(rate_limited=False) as (storage, sandbox, env, folder):
         path = segment(storage, profiles)
         connections = connections_for(sandbox, requests_per_second=UNTHROTTLED, parallel_chunks=4)
-        measured = run_exporter(env, folder, connections, _exports(path), _others(env))
+        measured = run_exporter(env, folder, connections, bench_exports(path), _others(env))
     _check(measured.reports, profiles)
     return {"profiles": profiles, "wall_s": measured.wall_s, "cpu_s": measured.cpu_s,
             "peak_rss_mb": measured.peak_rss_mb, "peak_rss_mb_each_process": measured.peak_rss_mb_each,
@@ -110,7 +111,7 @@ def rate_limited(profiles: int = 200_000) -> dict[str, Any]:
     reports, walls, actuals, cpus = {}, {}, {}, {}
     with environment(rate_limited=True) as (storage, sandbox, env, folder):
         path = segment(storage, profiles)
-        for export in _exports(path):
+        for export in bench_exports(path):
             runs = []
             while True:
                 measured = run_exporter(env, folder, sandbox.connections(), [export])
@@ -165,7 +166,7 @@ def peer_createsend(profiles: int = 200_000, runs: int = 3) -> dict[str, Any]:
         connection["settings"].update(requests_per_second=100)  # not published by CM: this comparison's choice
         for _ in range(runs):
             peer_times.append(_run_peer(env, package, sandbox, path, connection))
-            measured = run_exporter(env, folder, [connection], _exports(path, ("campaign_monitor",)))
+            measured = run_exporter(env, folder, [connection], bench_exports(path, ("campaign_monitor",)))
             _check(measured.reports, profiles)
             our_times.append(next(iter(measured.run_walls.values())))
     peer, ours = median(peer_times), median(our_times)
@@ -207,7 +208,7 @@ def memory(profiles: int = 10_000_000) -> dict[str, Any]:
 def _memory_once(profiles: int) -> dict[str, Any]:
     with environment(rate_limited=False) as (storage, sandbox, env, folder):
         path = segment(storage, profiles)
-        measured = run_exporter(env, folder, sandbox.connections(), _exports(path, ("snapchat",)), _others(env))
+        measured = run_exporter(env, folder, sandbox.connections(), bench_exports(path, ("snapchat",)), _others(env))
     _check(measured.reports, profiles)
     return {"profiles": profiles, "wall_s": measured.wall_s, "cpu_s": measured.cpu_s,
             "peak_rss_mb": measured.peak_rss_mb, "peak_rss_mb_each_process": measured.peak_rss_mb_each,

@@ -13,12 +13,13 @@ per million rows of each step on a generated segment (`bench.segments`), the med
 - `keys`: the destination's keys of the checked emails (Snapchat: SHA-256 hex);
 - `classify`: the above two and the problem rows, as the plan calls them (`classify_block`);
 - `dedupe`: first occurrences among the keys (`first_seen.FirstSeen`);
-- `items`: the destination's items and batch lines (`Destination.items`, `encode_batch`,
-  `batches.batch_line`);
+- `items`: the destination's items and batch lines, made by the plan's chunk writer
+  (`chunking.ChunkWriter`: `Destination.items`, `encode_batch`, `batches.batch_line`);
 - `compress`: the batch lines zstd-compressed as stored (`shared.state.items`).
 
-`plan_steps` is parse + classify + dedupe + items + compress: what one thread must do per
-row, before storage calls and the interpreter's memory management between blocks.
+`plan_steps` is parse + classify + dedupe + items + compress: what a plan does per row
+(the compression in its writes thread, the rest in its own), before storage calls and
+the interpreter's memory management between blocks.
 """
 
 from __future__ import annotations
@@ -27,35 +28,25 @@ import argparse
 import json
 import statistics
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import zstandard
 
 from destinations import SPECS, destination_class
-from destinations.rows import Rows
 from shared.config import parse_connection, parse_export
-from shared.engine.batches import batch_line
+from shared.engine.chunking import ChunkWriter
 from shared.engine.classify import classify_block
 from shared.engine.first_seen import FirstSeen
+from shared.profiles import email_keys
+from shared.segments import resolve_columns
 from shared.segments.parsing import cut_blocks
 from shared.state.items import COMPRESSION
 
+from .scenarios import bench_exports
 from .segments import HEADER, profile_lines
 
-# The generated segment's columns, and each vendor's matching as the benchmarks' exports have it.
-COLUMNS = HEADER.strip().split(",")
-MATCHING = {
-    "snapchat": {"email": "Email"},
-    "braze": {"email": "Email", "customer_id": "CustomerId",
-              "attributes": {"first_name": "FirstName", "last_name": "LastName", "country": "Country",
-                             "home_city": "City"}},
-    "omnisend": {"email": "Email", "consent": "EmailConsent",
-                 "attributes": {"first_name": "FirstName", "last_name": "LastName", "country_code": "Country",
-                                "city": "City", "postal_code": "PostalCode"}},
-    "campaign_monitor": {"email": "Email", "attributes": {"name": "FirstName", "City": "City"}},
-}
-TARGETS = {"snapchat": {"audience_id": "a"}, "braze": {"segment_id": "s"}, "omnisend": {"tag": "t"},
-           "campaign_monitor": {"list_id": "l"}}
+SEGMENT = "bench.csv"
 
 
 def measure(rows: int, destination: str, repeats: int) -> dict[str, Any]:
@@ -64,28 +55,27 @@ def measure(rows: int, destination: str, repeats: int) -> dict[str, Any]:
     settings = {"rest_endpoint": "http://127.0.0.1:1"} if destination == "braze" else {}  # nothing is sent
     connection = parse_connection({"name": "c", "display_name": "c", "type": destination, "secret_name": "c",
                                    "settings": settings}, SPECS, allow_local=True)
-    export = parse_export({"name": "e", "display_name": "e", "connection": "c", "segments": ["bench.csv"],
-                           "target": TARGETS[destination], "matching": MATCHING[destination]}, {"c": connection}, SPECS)
-    columns = {field: COLUMNS.index(column) for field, column in export.matching.columns().items()}
+    (document,) = bench_exports(SEGMENT, (destination,))  # the export the benchmarks run
+    export = parse_export({**document, "connection": "c"}, {"c": connection}, SPECS)
+    header = HEADER.strip().split(",")
+    columns = resolve_columns(SEGMENT, header, export.matching.columns())
     cls = destination_class(destination)
-    identifier, key_index, width = spec.identifier, columns[spec.identifier], len(COLUMNS)
-    batch = connection.settings["batch_size"]
-    sender = cls(connection, export, columns)
     figures: dict[str, list[float]] = {}
     for _ in range(repeats):
-        for step, seconds in _once(data, cls, sender, identifier, key_index, width, batch, rows).items():
+        prepared = cls(connection, export, columns)  # no credentials: it prepares items, sends nothing
+        for step, seconds in _once(data, prepared, columns[spec.identifier], len(header), rows).items():
             figures.setdefault(step, []).append(seconds)
     per_million = {step: round(statistics.median(seconds) * 1_000_000 / rows, 3) for step, seconds in figures.items()}
     per_million["plan_steps"] = round(sum(per_million[step] for step in
                                           ("parse", "classify", "dedupe", "items", "compress")), 3)
-    return {"destination": destination, "rows": rows, "repeats": repeats, "batch_size": batch,
-            "cpu_s_per_million_rows": per_million,
+    return {"destination": destination, "rows": rows, "repeats": repeats,
+            "batch_size": connection.settings["batch_size"], "cpu_s_per_million_rows": per_million,
             "rows_per_s_one_thread": round(1_000_000 / per_million["plan_steps"])}
 
 
-def _once(data: bytes, cls, sender, identifier: str, key_index: int, width: int, batch: int,
-          rows: int) -> dict[str, float]:
+def _once(data: bytes, destination, key_index: int, width: int, rows: int) -> dict[str, float]:
     """CPU seconds of each step over the whole of `data`, one step after another."""
+    cls, identifier = type(destination), destination.SPEC.identifier
     seconds: dict[str, float] = {}
     started = time.process_time()
 
@@ -95,25 +85,23 @@ def _once(data: bytes, cls, sender, identifier: str, key_index: int, width: int,
         seconds[step] = now - started
         started = now
 
-    blocks = list(cut_blocks("bench.csv", iter([data]), len(HEADER), 1))
+    blocks = list(cut_blocks(SEGMENT, iter([data]), len(HEADER), 1))
     lap("parse")
     if identifier == "email":
-        emails = [Rows(block.rows, width=width).checked_emails(key_index) for block in blocks]
-        lap("emails")
-        values = [Rows(block.rows, width=width).values(key_index) for block in blocks]
+        values = [[row[key_index] for row in block.rows] for block in blocks]
         started = time.process_time()
-        for value, checked in zip(values, emails, strict=True):
-            cls.keys_of_emails(value, *checked)
+        emails = [email_keys(column) for column in values]
+        lap("emails")
+        for column, checked in zip(values, emails, strict=True):
+            cls.keys_of_emails(column, *checked)
         lap("keys")
-    for block in blocks:  # a fresh memo: classify works the columns out again, as a plan does
-        block.derived.clear()
     started = time.process_time()
     classified = [classify_block(block, width, key_index, identifier, cls) for block in blocks]
     lap("classify")
     first_seen = FirstSeen(rows)
     firsts = [first_seen.first(keys) for keys, _ in classified]
     lap("dedupe")
-    lines = _batch_lines(blocks, classified, firsts, sender, key_index, width, batch)
+    lines = _batch_lines(blocks, classified, firsts, destination, key_index, width)
     lap("items")
     compressor = zstandard.ZstdCompressor(compression_params=COMPRESSION)
     for line in lines:
@@ -122,28 +110,18 @@ def _once(data: bytes, cls, sender, identifier: str, key_index: int, width: int,
     return seconds
 
 
-def _batch_lines(blocks, classified, firsts, sender, key_index: int, width: int, batch: int) -> list[list[str]]:
-    """The batch lines of every first occurrence, `batch` items a line, as a chunk writes them."""
-    numbers: list[int] = []
-    keys: list[str] = []
-    identifiers: list[str] = []
-    items: list[str] = []
-    lines = []
-    for block, (block_keys, _), block_firsts in zip(blocks, classified, firsts, strict=True):
-        sendable = [index for index, first in enumerate(block_firsts) if first]
-        chosen = Rows(block.rows, sendable, width, block.derived, block.derived_lock)
-        chosen_keys, chosen_identifiers = chosen.pick(block_keys), chosen.values(key_index)
-        made, refused = sender.items(chosen_keys, chosen)
-        kept = [at for at in range(len(sendable)) if at not in refused]  # a field the vendor would refuse
-        numbers += [block.first_row + sendable[at] for at in kept]
-        keys += [chosen_keys[at] for at in kept]
-        identifiers += [chosen_identifiers[at] for at in kept]
-        items += [made[at] for at in kept]
-        while len(items) >= batch or (items and block is blocks[-1]):
-            size = min(batch, len(items))
-            lines.append(batch_line(numbers[:size], keys[:size], identifiers[:size],
-                                    sender.encode_batch(items[:size]), sender.ITEMS_ARE_KEYS))
-            del numbers[:size], keys[:size], identifiers[:size], items[:size]
+def _batch_lines(blocks, classified, firsts, destination, key_index: int, width: int) -> list[list[str]]:
+    """The batch lines of the rows, made by the plan's own chunk writer (one chunk), kept
+    in memory where the plan hands them to a compressed blob."""
+    lines: list[list[str]] = []
+    runs = SimpleNamespace(items_writer=lambda *_: SimpleNamespace(write=lines.append, close=lambda: None),
+                           write_rejected=lambda *_: None, rejected_path=lambda *_: "")
+    writes = SimpleNamespace(submit=lambda write, *args: write(*args))
+    plan = {"export": {"name": "e"}, "run_id": "r", "chunks": []}
+    chunk = ChunkWriter(plan, SEGMENT, len(HEADER), 1, destination, SimpleNamespace(runs=runs), writes)
+    for block, (keys, problems), block_firsts in zip(blocks, classified, firsts, strict=True):
+        chunk.take(block, 0, len(block.rows), width, key_index, keys, block_firsts, problems)
+    chunk.close(len(HEADER) + sum(block.end - block.start for block in blocks))
     return lines
 
 

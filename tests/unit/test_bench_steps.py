@@ -2,15 +2,13 @@
 
 import pytest
 
-from bench.steps import MATCHING, measure
+from bench.steps import measure
 from destinations import SPECS
 
 
 @pytest.mark.parametrize("destination", sorted(SPECS))
 def test_each_plan_step_is_timed_for_every_destination(destination):
-    # Every vendor has an export of the generated segment (a destination added without one
-    # would leave the tool, and the figures it backs, behind).
-    assert destination in MATCHING
+    # The benchmarks' own export to each vendor (a destination added without one fails here).
     figures = measure(20_000, destination, repeats=1)
     steps = figures["cpu_s_per_million_rows"]
     timed = ("parse", "classify", "dedupe", "items", "compress")
