@@ -18,6 +18,36 @@ def upload_segment(storage: Storage, path: str, text: str | bytes) -> str:
     return path
 
 
+def upload_cdm_table(storage: Storage, folder: str, table: str, columns: list[str],
+                     snapshots: dict[str, list[str | bytes | None]], *, format_settings: dict | None = None,
+                     other_tables: tuple[str, ...] = ()) -> str:
+    """A Customer Insights export of `table` into `folder`, as a CDM folder: each snapshot's
+    headerless partitions, written under `<folder>/<table>/<snapshot>/` (None: listed in
+    model.json but never written), and `<folder>/model.json` listing them by URL, in the
+    snapshots' order. Returns the export's segment entry naming the table."""
+    segments = storage.container("segments")
+    partitions = []
+    for snapshot, texts in snapshots.items():
+        for number, text in enumerate(texts, start=1):
+            path = f"{folder}/{table}/{snapshot}/{table}_{number}.csv"
+            if text is not None:
+                upload_segment(storage, path, text)
+            partitions.append({"name": f"{table}_{number}", "location": f"{segments.url}/{path}",
+                               "fileFormatSettings": format_settings or {
+                                   "$type": "CsvFormatSettings", "columnHeaders": False, "delimiter": ",",
+                                   "quoteStyle": "QuoteStyle.Csv", "csvStyle": "CsvStyle.QuoteAlways",
+                                   "encoding": "UTF-8"}})
+    entities = [{"$type": "LocalEntity", "name": name, "attributes": [{"name": "Id", "dataType": "string"}],
+                 "partitions": []} for name in other_tables]
+    entities.append({"$type": "LocalEntity", "name": table,
+                     "attributes": [{"name": column, "dataType": "string"} for column in columns],
+                     "partitions": partitions})
+    model = {"name": "BlobExport", "version": "1.0", "application": "Dynamics 365 Customer Insights",
+             "entities": entities}
+    segments.upload_blob(f"{folder}/model.json", json.dumps(model).encode(), overwrite=True)
+    return f"{folder}/{table}"
+
+
 def connection_of(sandbox: Sandbox, type_: str) -> dict[str, Any]:
     return next(json.loads(json.dumps(c)) for c in sandbox.connections() if c["type"] == type_)
 

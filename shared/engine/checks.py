@@ -17,7 +17,7 @@ from destinations import destination_class
 
 from ..config import DefinitionError
 from ..secrets import SecretError
-from ..segments import SegmentError, resolve_columns
+from ..segments import SegmentError, SegmentInfo, resolve_columns
 from .planning import load_definitions
 from .services import Services
 
@@ -45,25 +45,32 @@ def check_export(export: dict[str, Any], connection: dict[str, Any] | None, serv
           f'connection "{link.name}" has no recorded privacy consent (consent.accepted_by, consent.accepted_at)',
           f"recorded by {link.consent.accepted_by} on {link.consent.accepted_at}" if link.consent else "")
     wanted = definition.matching.columns()
-    readable = []  # (path, info) of the segments a run would read
+    readable = []  # (path, files) of the segments a run would read
     for path in definition.segments:
         try:
-            info = services.storage.segments.info(path)
-            resolve_columns(info.path, info.header, wanted)
+            files = services.storage.segments.files(path)
+            for info in files.files:
+                resolve_columns(info.path, info.header, wanted)
         except SegmentError as error:
             found(f"segment {path}", str(error), "")
         else:
-            readable.append((path, info))
+            readable.append((path, files))
     # A file of only a header: the run stops when every segment is so, else warns of it.
-    all_empty = len(readable) == len(definition.segments) and all(i.size <= i.data_start for _, i in readable)
-    for path, info in readable:
+    all_empty = len(readable) == len(definition.segments) and all(
+        i.size <= i.data_start for _, files in readable for i in files.files)
+    for path, files in readable:
         columns = "mapped columns found: " + ", ".join(f'"{column}"' for column in wanted.values())
-        if info.size > info.data_start:
-            found(f"segment {path}", None, f"{info.size:,} bytes; {columns}")
+        size = sum(info.size - info.data_start for info in files.files)
+        where = (f"table of {files.model}: {len(files.files)} partition file(s) in {_folder(files.files)}; "
+                 if files.model else "")
+        notes = "".join(f"; {warning}" for warning in files.warnings)
+        nothing = "holds no data rows" + ("" if files.model else " (only a header)")
+        if size > 0:
+            found(f"segment {path}", None, f"{where}{size:,} bytes; {columns}{notes}")
         elif all_empty:
-            found(f"segment {path}", "holds no data rows (only a header): the run would stop", "")
+            found(f"segment {path}", f"{where}{nothing}: the run would stop{notes}", "")
         else:
-            found(f"segment {path}", None, f"holds no data rows (only a header): the run will warn of it; {columns}")
+            found(f"segment {path}", None, f"{where}{nothing}: the run will warn of it; {columns}{notes}")
     cls = destination_class(link.type)
     present: list[str] = []
     try:
@@ -75,6 +82,11 @@ def check_export(export: dict[str, Any], connection: dict[str, Any] | None, serv
         problem = str(error)
     found("credentials", problem, f"secret {link.secret_name!r} holds {', '.join(present)}")
     return _result(export, checks)
+
+
+def _folder(files: list[SegmentInfo]) -> str:
+    """The folder(s) of a table's partition files: its snapshot."""
+    return ", ".join(sorted({info.path.rsplit("/", 1)[0] for info in files}))
 
 
 def _result(export: dict[str, Any], checks: list[dict[str, Any]]) -> dict[str, Any]:

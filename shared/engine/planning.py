@@ -75,6 +75,7 @@ def plan_run(request: dict[str, Any], services: Services) -> dict[str, Any]:
         "requested_at": request.get("requested_at"), "planned_at": now_iso(),
         "status": "planned", "error": None, "complete": False, "cursor": None,
         "segments": [], "chunks": [], "width": 0,
+        "warnings": [],  # what finding the segments' files noticed (a CDM snapshot passed over)
     }
     try:
         connection, export = load_definitions(request, services)
@@ -139,12 +140,8 @@ def _check_unchanged(plan: dict[str, Any], services: Services) -> dict[str, Any]
     fails, its chunks kept: those that finished are reported from their checkpoints, the
     others' rows rejected "not sent", for the reason given (the report's own accounting)."""
     for segment in plan["segments"]:
-        try:
-            etag = services.storage.segments.info(segment["path"]).etag
-        except SegmentError as error:
-            etag, reason = None, str(error)
-        else:
-            reason = "it changed since the run was planned"
+        etag = services.storage.segments.etag(segment["path"])
+        reason = "it was removed" if etag is None else "it changed since the run was planned"
         if etag != segment["etag"]:
             plan = {**plan, "status": "failed", "complete": True,
                     "error": f"cannot resume run {plan['run_id']}: segment {segment['path']}: {reason}; "
@@ -158,10 +155,13 @@ def _begin(plan: dict[str, Any], export: Export, services: Services) -> None:
     """Every segment readable, every mapped column present, before any work."""
     reader = services.storage.segments
     for path in export.segments:
-        info = reader.info(path)
-        columns = resolve_columns(info.path, info.header, export.matching.columns())
-        plan["segments"].append({"path": path, "bytes": info.size, "etag": info.etag, "header": info.header,
-                                 "columns": columns, "data_start": info.data_start, "rows": 0})
+        found = reader.files(path)  # the file, or the partitions of a Customer Insights table
+        plan["warnings"] += found.warnings
+        for info in found.files:
+            columns = resolve_columns(info.path, info.header, export.matching.columns())
+            plan["segments"].append({"path": info.path, "bytes": info.size, "etag": info.etag, "header": info.header,
+                                     "columns": columns, "data_start": info.data_start, "rows": 0,
+                                     "header_row": info.header_row, "model": found.model})
     first = plan["segments"][0]
     # Where the next part starts, and what the first block told of the rows to expect.
     # `block_offset`, `block_row`: the start of the block holding the cursor, where the next

@@ -59,7 +59,8 @@ def finish_run(task: dict[str, Any], services: Services) -> dict[str, Any]:
         "requested_at": plan.get("requested_at"), "planned_at": plan.get("planned_at"), "finished_at": now_iso(),
         "status": "failed" if plan["status"] == "failed" or destination["status"] == "failed" else "succeeded",
         "error": plan["error"] or destination.get("error"),
-        "segments": [{"path": s["path"], "bytes": s["bytes"], "rows": s["rows"]} for s in plan["segments"]],
+        "segments": [{"path": s["path"], "bytes": s["bytes"], "rows": s["rows"],
+                      **({"model": s["model"]} if s.get("model") else {})} for s in plan["segments"]],
         "chunks": len(plan["chunks"]),
         "destination": destination,
     }
@@ -105,9 +106,11 @@ def _destination_report(plan: dict[str, Any], results: list[dict[str, Any]], err
         report["warnings"] += [f"{count:,} row(s): {note}" for note, count in sorted(notes.items())]
         # One file of several that holds only its header (the run fails when all do): an
         # upstream extract that broke off looks just like this.
-        empty = [segment["path"] for segment in plan["segments"] if plan.get("complete") and not segment["rows"]]
-        report["warnings"] += [f"segment {path} holds no data rows (only a header): check that upstream wrote it "
-                               "completely" for path in empty]
+        empty = [segment for segment in plan["segments"] if plan.get("complete") and not segment["rows"]]
+        report["warnings"] += [f"segment {segment['path']} holds no data rows"
+                               f"{' (only a header)' if segment.get('header_row', True) else ''}: check that "
+                               "upstream wrote it completely" for segment in empty]
+        report["warnings"] += plan.get("warnings", [])
     return report
 
 

@@ -14,10 +14,11 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
+from .cdm import read_table
 from .parsing import Block, SegmentError, cut_blocks, offset_after
 from .sharing import shared_blocks
 
-__all__ = ["DOWNLOAD_BYTES", "SegmentInfo", "SegmentReader", "resolve_columns"]
+__all__ = ["DOWNLOAD_BYTES", "SegmentFiles", "SegmentInfo", "SegmentReader", "resolve_columns"]
 
 _BOM = codecs.BOM_UTF8
 HEADER_BYTES = 64 * 1024
@@ -33,6 +34,17 @@ class SegmentInfo:
     etag: str
     header: list[str]
     data_start: int  # byte offset of the first data row (after BOM and header)
+    header_row: bool = True  # the file's first row is its header (else `header` comes from a CDM model.json)
+
+
+@dataclass(frozen=True)
+class SegmentFiles:
+    """The files an export's segment entry names: the file itself, or the partitions of a
+    Customer Insights table (`cdm`), with what was noticed finding them."""
+
+    files: list[SegmentInfo]
+    model: str | None = None  # the model.json the partitions were found in
+    warnings: tuple[str, ...] = ()
 
 
 def resolve_columns(path: str, header: list[str], mapping: Mapping[str, str]) -> dict[str, int]:
@@ -60,11 +72,39 @@ def resolve_columns(path: str, header: list[str], mapping: Mapping[str, str]) ->
     return resolved
 
 
+class _NotFound(SegmentError):
+    """No blob of that name (it may name a CDM table folder)."""
+
+
 class SegmentReader:
     """Reads segment files from one container (`segments`)."""
 
     def __init__(self, container: ContainerClient):
         self._container = container
+
+    def files(self, path: str) -> SegmentFiles:
+        """What an export's segment entry names: a CSV file with a header row, or else the
+        table folder of a Customer Insights CDM export (`cdm`: its newest complete
+        snapshot's partitions). SegmentError when it is neither, or cannot be read."""
+        try:
+            return SegmentFiles([self.info(path)])
+        except _NotFound as not_found:
+            if path.lower().endswith(".csv"):  # a file's name: no table folder is named so
+                raise
+            table = read_table(self._container, path)
+            if table is None:
+                raise SegmentError(f"{not_found} (nor is it the table folder of a Customer Insights export: "
+                                   "no model.json beside it)") from None
+        files = [self.info(p.path) if p.header_row else self._headerless(p.path, table.columns)
+                 for p in table.partitions]
+        return SegmentFiles(files, table.model, tuple(table.warnings))
+
+    def etag(self, path: str) -> str | None:
+        """The file's current ETag, None when it is gone."""
+        try:
+            return self._container.get_blob_client(path).get_blob_properties().etag
+        except ResourceNotFoundError:
+            return None
 
     def info(self, path: str) -> SegmentInfo:
         """Size and header of a segment; SegmentError when it is missing, empty or has no header."""
@@ -72,15 +112,11 @@ class SegmentReader:
         try:
             properties = blob.get_blob_properties()
         except ResourceNotFoundError:
-            raise SegmentError(f"segment {path} was not found in container {self._container.container_name}") from None
+            raise _NotFound(f"segment {path} was not found in container {self._container.container_name}") from None
         size = properties.size
         if size == 0:
             raise SegmentError(f"segment {path} is empty: expected a header row and data rows")
-        head = blob.download_blob(offset=0, length=min(size, 3)).readall()
-        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # UTF-32's marks start so too
-            raise SegmentError(f"segment {path} is UTF-16 or UTF-32 encoded (its byte order mark says so): "
-                               "save it as UTF-8 (with or without BOM)")
-        start = len(_BOM) if head.startswith(_BOM) else 0
+        start = self._data_start(blob, path, size)
         # The header is read from a small range first; only an absurdly long one needs more.
         for limit in (min(size, HEADER_BYTES), size):
             block = next(self.blocks(path, start, limit), None)
@@ -96,6 +132,26 @@ class SegmentReader:
                                    "without a byte order mark would: save it as UTF-8")
             return SegmentInfo(path, size, properties.etag, block.rows[0], end)
         raise SegmentError(f"segment {path} has no header row")
+
+    def _headerless(self, path: str, columns: list[str]) -> SegmentInfo:
+        """A partition whose columns model.json names: every row is data (an empty one holds none)."""
+        blob = self._container.get_blob_client(path)
+        try:
+            properties = blob.get_blob_properties()
+        except ResourceNotFoundError:
+            raise SegmentError(f"segment {path} was removed while the export's files were looked up; "
+                               "run again once upstream has finished writing them") from None
+        start = self._data_start(blob, path, properties.size) if properties.size else 0
+        return SegmentInfo(path, properties.size, properties.etag, list(columns), start, header_row=False)
+
+    @staticmethod
+    def _data_start(blob, path: str, size: int) -> int:
+        """Where the text starts: after a UTF-8 byte order mark; SegmentError for UTF-16 and UTF-32."""
+        head = blob.download_blob(offset=0, length=min(size, 3)).readall()
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # UTF-32's marks start so too
+            raise SegmentError(f"segment {path} is UTF-16 or UTF-32 encoded (its byte order mark says so): "
+                               "save it as UTF-8 (with or without BOM)")
+        return len(_BOM) if head.startswith(_BOM) else 0
 
     def blocks(self, path: str, start: int, end: int, *, first_row: int = 1, etag: str | None = None,
                shared_by: str | None = None) -> Iterator[Block]:
