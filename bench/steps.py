@@ -1,6 +1,6 @@
 """What each step of a plan costs a row, uncontended, with no storage or network:
 
-    python -m bench.steps [--rows 200000] [--destination snapchat] [--repeats 5]
+    python -m bench.steps [--rows 200000] [--destination snapchat] [--repeats 5] [--quote-always]
 
 The plan (`shared.engine.planning`) is the one step that reads every row, in one thread;
 when a vendor's limit takes profiles faster than it reads them (Snapchat's 10 requests a
@@ -16,6 +16,8 @@ per million rows of each step on a generated segment (`bench.segments`), the med
 - `items`: the destination's items and batch lines, made by the plan's chunk writer
   (`chunking.ChunkWriter`: `Destination.items`, `encode_batch`, `batches.batch_line`);
 - `compress`: the batch lines zstd-compressed as stored (`shared.state.items`).
+
+`--quote-always` writes every field quoted, as Customer Insights exports them.
 
 `plan_steps` is parse + classify + dedupe + items + compress: what a plan does per row
 (the compression in its writes thread, the rest in its own), before storage calls and
@@ -49,8 +51,10 @@ from .segments import HEADER, profile_lines
 SEGMENT = "bench.csv"
 
 
-def measure(rows: int, destination: str, repeats: int) -> dict[str, Any]:
+def measure(rows: int, destination: str, repeats: int, quote_always: bool = False) -> dict[str, Any]:
     data = b"".join(profile_lines(rows))[len(HEADER):]
+    if quote_always:  # CsvStyle.QuoteAlways (the generated fields hold no quote, comma or line break)
+        data = b"".join(b'"' + b'","'.join(line.split(b",")) + b'"\r\n' for line in data.splitlines())
     spec = SPECS[destination]
     settings = {"rest_endpoint": "http://127.0.0.1:1"} if destination == "braze" else {}  # nothing is sent
     connection = parse_connection({"name": "c", "display_name": "c", "type": destination, "secret_name": "c",
@@ -68,7 +72,7 @@ def measure(rows: int, destination: str, repeats: int) -> dict[str, Any]:
     per_million = {step: round(statistics.median(seconds) * 1_000_000 / rows, 3) for step, seconds in figures.items()}
     per_million["plan_steps"] = round(sum(per_million[step] for step in
                                           ("parse", "classify", "dedupe", "items", "compress")), 3)
-    return {"destination": destination, "rows": rows, "repeats": repeats,
+    return {"destination": destination, "rows": rows, "repeats": repeats, "quote_always": quote_always,
             "batch_size": connection.settings["batch_size"], "cpu_s_per_million_rows": per_million,
             "rows_per_s_one_thread": round(1_000_000 / per_million["plan_steps"])}
 
@@ -130,8 +134,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--destination", choices=sorted(SPECS), default="snapchat")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quote-always", action="store_true", help="every field quoted, as Customer Insights writes")
     args = parser.parse_args()
-    print(json.dumps(measure(args.rows, args.destination, args.repeats), indent=2))
+    print(json.dumps(measure(args.rows, args.destination, args.repeats, args.quote_always), indent=2))
 
 
 if __name__ == "__main__":

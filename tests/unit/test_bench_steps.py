@@ -17,3 +17,14 @@ def test_each_plan_step_is_timed_for_every_destination(destination):
     assert figures["rows_per_s_one_thread"] == round(1_000_000 / steps["plan_steps"])
     if SPECS[destination].identifier == "email":
         assert steps["emails"] > 0 and steps["keys"] > 0
+
+
+def test_rows_written_as_customer_insights_writes_them_are_timed_too(monkeypatch):
+    import bench.steps as steps
+
+    parsed = []
+    cut_blocks = steps.cut_blocks
+    monkeypatch.setattr(steps, "cut_blocks", lambda *args: parsed.extend(cut_blocks(*args)) or parsed)
+    figures = measure(5_000, "snapchat", repeats=1, quote_always=True)
+    assert figures["quote_always"] and figures["cpu_s_per_million_rows"]["parse"] > 0
+    assert parsed[0].data.startswith(b'"C') and parsed[0].rows[0][0].startswith("C")  # quoted bytes, unquoted fields

@@ -3,6 +3,7 @@ downloads are cut, the rows are those the csv module reads."""
 
 import csv
 import io
+import itertools
 import random
 
 import pytest
@@ -13,7 +14,10 @@ from shared.segments import FlatRows, SegmentError, parsing
 def _segment_text(rng: random.Random) -> str:
     """Rows of one usual width with some of another, blank lines, LF, CRLF or both, lone
     CRs (also as the only line end: old Mac files), quoted fields, quotes inside unquoted
-    fields, non-ASCII, with or without a final line end."""
+    fields, non-ASCII, with or without a final line end; or every field quoted, as
+    Customer Insights writes them (`_quote_always_text`)."""
+    if rng.random() < 0.3:
+        return _quote_always_text(rng)
     width = rng.choice([1, 2, 3, 5])
     line_end = rng.choice(["\n", "\r\n", "\r", None])  # None: each line its own
     lines = []
@@ -36,9 +40,30 @@ def _segment_text(rng: random.Random) -> str:
     return text.rstrip("\r\n") if rng.random() < 0.3 else text
 
 
+def _quote_always_text(rng: random.Random) -> str:
+    """Every field quoted (CsvStyle.QuoteAlways), mostly of one width, LF or CRLF; now and
+    then an empty field, a quote (doubled), a comma or a line break inside one, a line
+    left unquoted or of another width, a blank line."""
+    width, line_end = rng.choice([1, 2, 4]), rng.choice(["\n", "\r\n"])
+    lines = []
+    for _ in range(rng.randint(1, 60)):
+        if rng.random() < 0.02:
+            lines.append("")
+            continue
+        fields = ["".join(rng.choice("ab@. xé") for _ in range(rng.randint(0, 5)))
+                  for _ in range(width if rng.random() > 0.05 else rng.randint(1, 5))]
+        for at, odd in enumerate(fields):
+            if rng.random() < 0.02:
+                fields[at] = odd + rng.choice(['"', ",", "\n", "\r\n"]) + odd
+        quoted = rng.random() > 0.02
+        lines.append(",".join('"' + f.replace('"', '""') + '"' if quoted else f.replace('"', "") for f in fields))
+    text = "".join(line + line_end for line in lines)
+    return text.rstrip("\r\n") if rng.random() < 0.3 else text
+
+
 def test_rows_are_those_csv_reads_whatever_their_shapes_and_the_block_cuts(monkeypatch):
     rng = random.Random(20261124)
-    compared = 0
+    compared = quoted_flat = 0
     for _ in range(1500):
         text = _segment_text(rng)
         try:
@@ -61,7 +86,42 @@ def test_rows_are_those_csv_reads_whatever_their_shapes_and_the_block_cuts(monke
                 for index in range(block.rows.width):
                     assert block.rows.column(index) == [row[index] for row in rows], repr(text)
         compared += 1
+        quoted_flat += any(block.lines_are_rows and b'"' in block.data for block in blocks)
     assert compared > 1000
+    assert quoted_flat > 100  # the quoted texts' fast path was compared too, not only csv's
+
+
+def test_rows_with_every_field_quoted_are_held_flat_and_cut_at_their_line_ends(monkeypatch):
+    """What Customer Insights writes: split as unquoted text is, where csv took 2.5 µs a row,
+    and a chunk boundary found by counting lines, where reading the rows one by one took
+    up to 20 ms a block."""
+    text = '"C1","ana@example.com","Ana, the first"\r\n"C2","","Ben"\r\n"C3","cy@example.com",""\r\n'
+    (block,) = parsing.cut_blocks("a.csv", iter([text.encode()]), 0, 1)
+    assert isinstance(block.rows, FlatRows) and block.lines_are_rows
+    assert list(block.rows) == [["C1", "ana@example.com", "Ana, the first"], ["C2", "", "Ben"],
+                                ["C3", "cy@example.com", ""]]
+
+    def read_one_by_one(*args):
+        raise AssertionError("rows read one by one")
+
+    monkeypatch.setattr(parsing, "_rows_with_ends", read_one_by_one)
+    assert parsing.offset_after(block, 2) == text.index('"C3"')
+
+
+def test_splitting_quoted_rows_agrees_with_csv_on_every_short_text_or_declines():
+    """Every text of up to 7 quotes, commas, letters and line breaks (up to 6 with CRs too):
+    wherever the fast path takes a text, csv reads the same rows from it."""
+    taken = 0
+    for alphabet, longest in (('",a\n', 7), ('",a\n\r', 6)):
+        for length in range(1, longest + 1):
+            for text in map("".join, itertools.product(alphabet, repeat=length)):
+                rows = parsing._split_quoted(text)
+                if rows is None:
+                    continue
+                taken += 1
+                assert list(rows) == [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if row], \
+                    repr(text)
+    assert taken > 150
 
 
 def test_a_file_whose_rows_end_in_a_lone_cr_is_cut_into_blocks_like_any_other(monkeypatch):
