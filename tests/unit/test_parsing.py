@@ -92,7 +92,7 @@ def test_rows_are_those_csv_reads_whatever_their_shapes_and_the_block_cuts(monke
 
 
 def test_rows_with_every_field_quoted_are_held_flat_and_cut_at_their_line_ends(monkeypatch):
-    """What Customer Insights writes: split as unquoted text is, where csv took 2.5 µs a row,
+    """What Customer Insights writes: split as unquoted text is, where csv took 1.5-2.5 µs a row,
     and a chunk boundary found by counting lines, where reading the rows one by one took
     up to 20 ms a block."""
     text = '"C1","ana@example.com","Ana, the first"\r\n"C2","","Ben"\r\n"C3","cy@example.com",""\r\n'
