@@ -37,7 +37,7 @@ def _type_of(report: dict[str, Any]) -> str:
     return report["destination"]["type"]
 
 
-def _check(reports: dict[str, dict[str, Any]], profiles: int) -> None:
+def check_reports(reports: dict[str, dict[str, Any]], profiles: int) -> None:
     """Every run must have succeeded with exact accounting before its figures count."""
     expected = expected_counts(profiles)
     for name, report in reports.items():
@@ -80,8 +80,8 @@ def _throughput_once(profiles: int) -> dict[str, Any]:
     with environment(rate_limited=False) as (storage, sandbox, env, folder):
         path = segment(storage, profiles)
         connections = connections_for(sandbox, requests_per_second=UNTHROTTLED, parallel_chunks=4)
-        measured = run_exporter(env, folder, connections, bench_exports(path), _others(env))
-    _check(measured.reports, profiles)
+        measured = run_exporter(env, folder, connections, bench_exports(path), other_pids(env))
+    check_reports(measured.reports, profiles)
     return {"profiles": profiles, "wall_s": measured.wall_s, "cpu_s": measured.cpu_s,
             "peak_rss_mb": measured.peak_rss_mb, "peak_rss_mb_each_process": measured.peak_rss_mb_each,
             "other_processes_cpu_s": measured.others_cpu_s,
@@ -122,8 +122,8 @@ def rate_limited(profiles: int = 200_000) -> dict[str, Any]:
                 time.sleep(_rate_window_s(report["destination"]["type"]))
             actuals[name] = [run[0] for run in runs]
             _, walls[name], reports[name], measured = sorted(runs, key=lambda run: run[0])[len(runs) // 2]
-            cpus[name] = measured.sending_cpu_s.get(name, {})  # none: the run sent nothing (_check says why)
-    _check(reports, profiles)
+            cpus[name] = measured.sending_cpu_s.get(name, {})  # none: the run sent nothing (check_reports says why)
+    check_reports(reports, profiles)
     figures = {}
     for name, report in reports.items():
         destination = report["destination"]
@@ -167,7 +167,7 @@ def peer_createsend(profiles: int = 200_000, runs: int = 3) -> dict[str, Any]:
         for _ in range(runs):
             peer_times.append(_run_peer(env, package, sandbox, path, connection))
             measured = run_exporter(env, folder, [connection], bench_exports(path, ("campaign_monitor",)))
-            _check(measured.reports, profiles)
+            check_reports(measured.reports, profiles)
             our_times.append(next(iter(measured.run_walls.values())))
     peer, ours = median(peer_times), median(our_times)
     return {"profiles": profiles, "peer_s": peer, "ours_s": ours, "speedup": round(peer / ours, 2),
@@ -208,14 +208,14 @@ def memory(profiles: int = 10_000_000) -> dict[str, Any]:
 def _memory_once(profiles: int) -> dict[str, Any]:
     with environment(rate_limited=False) as (storage, sandbox, env, folder):
         path = segment(storage, profiles)
-        measured = run_exporter(env, folder, sandbox.connections(), bench_exports(path, ("snapchat",)), _others(env))
-    _check(measured.reports, profiles)
+        measured = run_exporter(env, folder, sandbox.connections(), bench_exports(path, ("snapchat",)), other_pids(env))
+    check_reports(measured.reports, profiles)
     return {"profiles": profiles, "wall_s": measured.wall_s, "cpu_s": measured.cpu_s,
             "peak_rss_mb": measured.peak_rss_mb, "peak_rss_mb_each_process": measured.peak_rss_mb_each,
             "other_processes_cpu_s": measured.others_cpu_s}
 
 
-def _others(env: dict[str, str]) -> dict[str, list[int]]:
+def other_pids(env: dict[str, str]) -> dict[str, list[int]]:
     return json.loads(env["BENCH_PIDS"])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 from shared.state import Storage
@@ -38,3 +39,43 @@ def expected_counts(profiles: int) -> dict[str, int]:
 
 def upload(storage: Storage, path: str, profiles: int) -> None:
     storage.container("segments").upload_blob(path, profile_lines(profiles), overwrite=True, max_concurrency=2)
+
+
+def upload_cdm(storage: Storage, folder: str, table: str, profiles: int, partitions: int = 4,
+               quote_always: bool = True) -> str:
+    """The rows of `profile_lines` as Customer Insights exports a table: headerless CSV
+    partitions under a dated snapshot folder, every field quoted (CsvStyle.QuoteAlways)
+    unless not `quote_always`, and `<folder>/model.json` naming the columns and listing
+    the partitions by URL. Returns the export's segment entry (`<folder>/<table>`)."""
+    container = storage.container("segments")
+    columns = HEADER.strip().split(",")
+    locations = []
+    for number in range(partitions):
+        path = f"{folder}/{table}/2026/11/24/0200/{table}_{number + 1}.csv"
+        rows = _rows_between(profiles, profiles * number // partitions, profiles * (number + 1) // partitions,
+                             quote_always)
+        container.upload_blob(path, rows, overwrite=True, max_concurrency=2)
+        locations.append({"name": f"{table}_{number + 1}", "location": f"{container.url}/{path}",
+                          "fileFormatSettings": {"$type": "CsvFormatSettings", "columnHeaders": False,
+                                                 "delimiter": ",", "quoteStyle": "QuoteStyle.Csv",
+                                                 "csvStyle": "CsvStyle.QuoteAlways", "encoding": "UTF-8"}})
+    model = {"name": folder.rsplit("/", 1)[-1], "version": "1.0", "entities": [{
+        "$type": "LocalEntity", "name": table, "attributes": [{"name": c, "dataType": "string"} for c in columns],
+        "partitions": locations}]}
+    container.upload_blob(f"{folder}/model.json", json.dumps(model).encode(), overwrite=True)
+    return f"{folder}/{table}"
+
+
+def _rows_between(profiles: int, first: int, end: int, quote_always: bool) -> Iterator[bytes]:
+    """Rows [first, end) of `profile_lines(profiles)`, without its header."""
+    at = 0
+    for block in profile_lines(profiles):
+        if at == 0 and block == HEADER.encode():
+            continue
+        lines = block.split(b"\r\n")[:-1]
+        chosen = lines[max(0, first - at):max(0, end - at)]
+        at += len(lines)
+        if chosen:
+            if quote_always:  # the generated fields hold no quote, comma or line break
+                chosen = [b'"' + b'","'.join(line.split(b",")) + b'"' for line in chosen]
+            yield b"\r\n".join(chosen) + b"\r\n"
