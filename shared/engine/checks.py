@@ -60,12 +60,12 @@ def check_export(export: dict[str, Any], connection: dict[str, Any] | None, serv
         i.size <= i.data_start for _, files in readable for i in files.files)
     for path, files in readable:
         columns = "mapped columns found: " + ", ".join(f'"{column}"' for column in wanted.values())
-        size = sum(info.size - info.data_start for info in files.files)
+        size, data = sum(info.size for info in files.files), sum(info.size - info.data_start for info in files.files)
         where = (f"table of {files.model}: {len(files.files)} partition file(s) in {_folder(files.files)}; "
                  if files.model else "")
         notes = "".join(f"; {warning}" for warning in files.warnings)
         nothing = "holds no data rows" + ("" if files.model else " (only a header)")
-        if size > 0:
+        if data > 0:
             found(f"segment {path}", None, f"{where}{size:,} bytes; {columns}{notes}")
         elif all_empty:
             found(f"segment {path}", f"{where}{nothing}: the run would stop{notes}", "")

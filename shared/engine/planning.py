@@ -191,7 +191,8 @@ def _plan_part(plan: dict[str, Any], connection: Connection, export: Export, ser
     if plan["complete"]:
         _first_seen_cache.pop(key, None)
         if not any(s["rows"] for s in plan["segments"]):
-            raise PlanError(f"the export's segments hold no data rows (only a header): {', '.join(export.segments)}")
+            header = " (only a header)" if any(s.get("header_row", True) for s in plan["segments"]) else ""
+            raise PlanError(f"the export's segments hold no data rows{header}: {', '.join(export.segments)}")
     else:  # kept for the next part, if this process plans it: valid only for the plan written next
         _keep_first_seen(key, cursor["parts"], first_seen)
 

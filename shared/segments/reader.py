@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import BlobClient, ContainerClient
 
 from .cdm import read_table
 from .parsing import Block, SegmentError, cut_blocks, offset_after
@@ -145,7 +145,7 @@ class SegmentReader:
         return SegmentInfo(path, properties.size, properties.etag, list(columns), start, header_row=False)
 
     @staticmethod
-    def _data_start(blob, path: str, size: int) -> int:
+    def _data_start(blob: BlobClient, path: str, size: int) -> int:
         """Where the text starts: after a UTF-8 byte order mark; SegmentError for UTF-16 and UTF-32."""
         head = blob.download_blob(offset=0, length=min(size, 3)).readall()
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # UTF-32's marks start so too

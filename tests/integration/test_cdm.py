@@ -190,3 +190,12 @@ def test_a_partition_location_cannot_reach_outside_the_segments_container(url):
     container = ContainerClient.from_container_url("https://acct.blob.core.windows.net/segments")
     with pytest.raises(SegmentError, match="is outside the segments container"):
         _blob_path(container, url, "ci", "where")
+
+
+def test_a_table_whose_partitions_are_all_empty_stops_the_run_before_anything_is_sent(
+        app_env, stand_ins, storage, unique):
+    segment = upload_cdm_table(storage, f"{unique}/BlobExport", "Vip", COLUMNS, {"2026/11/24/0200": ["", ""]})
+    report = run_export(_export(unique, segment), connection_of(stand_ins, "campaign_monitor"))
+    assert report["status"] == "failed"
+    assert report["error"] == f"the export's segments hold no data rows: {segment}"
+    assert report["destination"]["input_rows"] == 0
