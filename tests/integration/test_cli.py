@@ -126,7 +126,7 @@ def test_a_definitions_file_that_is_not_json_or_missing_is_one_clear_problem(tmp
 def test_validate_accepts_the_example_and_warns_about_missing_consent(tmp_path, capsys):
     assert cli.main(["validate", "--config", "examples/exports.json"]) == 0
     out = capsys.readouterr().out
-    assert "valid (4 connection(s), 4 export(s))" in out and "warning" not in out
+    assert "valid (4 connection(s), 5 export(s))" in out and "warning" not in out
     document = json.loads(Path("examples/exports.json").read_text())
     without = document["connections"][0]
     del without["consent"]
