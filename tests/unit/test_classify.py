@@ -59,6 +59,17 @@ def test_more_keys_than_expected_are_all_remembered():
     assert seen.first(["someone.new@example.com"]) == [True]
 
 
+def test_the_table_is_not_held_twice_for_an_estimate_up_to_a_tenth_short():
+    # Growing holds the old table and the new one at once: for ten million keys, 235 MB.
+    seen = FirstSeen(100_000)
+    slots = len(seen._table)
+    keys = [f"person{n}@example.com" for n in range(110_000)]  # 10% more than foretold
+    assert all(first for start in range(0, len(keys), 5_000) for first in seen.first(keys[start:start + 5_000]))
+    assert len(seen._table) == slots and not any(seen.first(keys[::11]))
+    seen.first([f"more{n}@example.com" for n in range(5_000)])  # 11.5% more: grown now
+    assert len(seen._table) > slots and seen.count == 115_000
+
+
 class _Hashed(str):
     """A key with a chosen hash: 0 is the table's mark for a free slot."""
 
