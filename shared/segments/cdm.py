@@ -81,16 +81,16 @@ def read_table(container: ContainerClient, path: str) -> CdmTable | None:
     if not snapshots:
         raise SegmentError(f"{where}: model.json lists no partition file for the table: has Customer Insights "
                            "finished its first export of it?")
-    warnings = []
+    passed_over = []
     # Dated folders (yyyy/MM/dd/HHmm, zero-padded) sort as their dates do: newest first.
     for snapshot in sorted(snapshots, reverse=True):
         missing = [p.path for p in snapshots[snapshot] if not _exists(container, p.path)]
         if not missing:
-            return CdmTable(model_path, entity["name"], columns, snapshot, snapshots[snapshot], warnings)
-        warnings.append(f"{where}: snapshot {snapshot} was passed over, {len(missing)} of its "
-                        f"{len(snapshots[snapshot])} partition files missing (first: {missing[0]})")
-    raise SegmentError(f"{where}: no snapshot of the table has all its partition files; "
-                       + "; ".join(warning.split(": ", 1)[1] for warning in warnings))
+            return CdmTable(model_path, entity["name"], columns, snapshot, snapshots[snapshot],
+                            [f"{where}: {reason}" for reason in passed_over])
+        passed_over.append(f"snapshot {snapshot} was passed over, {len(missing)} of its "
+                           f"{len(snapshots[snapshot])} partition files missing (first: {missing[0]})")
+    raise SegmentError(f"{where}: no snapshot of the table has all its partition files; " + "; ".join(passed_over))
 
 
 def _load_model(container: ContainerClient, model_path: str) -> dict[str, Any] | None:
