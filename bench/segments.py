@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 from shared.state import Storage
 
@@ -48,26 +49,37 @@ def upload_cdm(storage: Storage, folder: str, table: str, profiles: int, partiti
     unless not `quote_always`, and `<folder>/model.json` naming the columns and listing
     the partitions by URL. Returns the export's segment entry (`<folder>/<table>`)."""
     container = storage.container("segments")
-    columns = HEADER.strip().split(",")
-    locations = []
+    paths = []
     for number in range(partitions):
-        path = f"{folder}/{table}/2026/11/24/0200/{table}_{number + 1}.csv"
-        rows = _rows_between(profiles, profiles * number // partitions, profiles * (number + 1) // partitions,
-                             quote_always)
-        container.upload_blob(path, rows, overwrite=True, max_concurrency=2)
-        locations.append({"name": f"{table}_{number + 1}", "location": f"{container.url}/{path}",
-                          "fileFormatSettings": {"$type": "CsvFormatSettings", "columnHeaders": False,
-                                                 "delimiter": ",", "quoteStyle": "QuoteStyle.Csv",
-                                                 "csvStyle": "CsvStyle.QuoteAlways", "encoding": "UTF-8"}})
-    model = {"name": folder.rsplit("/", 1)[-1], "version": "1.0", "entities": [{
-        "$type": "LocalEntity", "name": table, "attributes": [{"name": c, "dataType": "string"} for c in columns],
-        "partitions": locations}]}
-    container.upload_blob(f"{folder}/model.json", json.dumps(model).encode(), overwrite=True)
+        paths.append(f"{folder}/{table}/2026/11/24/0200/{table}_{number + 1}.csv")
+        rows = profile_rows(profiles, profiles * number // partitions, profiles * (number + 1) // partitions,
+                            quote_always)
+        container.upload_blob(paths[-1], rows, overwrite=True, max_concurrency=2)
+    model = cdm_model(folder, {table: HEADER.strip().split(",")}, {table: [f"{container.url}/{p}" for p in paths]})
+    container.upload_blob(f"{folder}/model.json", model, overwrite=True)
     return f"{folder}/{table}"
 
 
-def _rows_between(profiles: int, first: int, end: int, quote_always: bool) -> Iterator[bytes]:
-    """Rows [first, end) of `profile_lines(profiles)`, without its header."""
+def cdm_model(folder: str, columns: dict[str, list[str]], locations: dict[str, list[str]],
+              format_settings: dict[str, Any] | None = None) -> bytes:
+    """A model.json as Customer Insights writes one into `folder`: each table's attributes
+    (`columns`) and its partitions' URLs (`locations`), headerless all-quoted CSV unless
+    `format_settings` says otherwise."""
+    settings = format_settings or {"$type": "CsvFormatSettings", "columnHeaders": False, "delimiter": ",",
+                                   "quoteStyle": "QuoteStyle.Csv", "csvStyle": "CsvStyle.QuoteAlways",
+                                   "encoding": "UTF-8"}
+    entities = [{"$type": "LocalEntity", "name": table,
+                 "attributes": [{"name": column, "dataType": "string"} for column in names],
+                 "partitions": [{"name": url.rsplit("/", 1)[-1].removesuffix(".csv"), "location": url,
+                                 "fileFormatSettings": settings} for url in locations.get(table, [])]}
+                for table, names in columns.items()]
+    return json.dumps({"name": folder.rsplit("/", 1)[-1], "version": "1.0",
+                       "application": "Dynamics 365 Customer Insights", "entities": entities}).encode()
+
+
+def profile_rows(profiles: int, first: int, end: int, quote_always: bool = False) -> Iterator[bytes]:
+    """Rows [first, end) of `profile_lines(profiles)`, without its header; with every field
+    quoted (CsvStyle.QuoteAlways) if `quote_always`."""
     at = 0
     for block in profile_lines(profiles):
         if at == 0 and block == HEADER.encode():

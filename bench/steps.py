@@ -46,15 +46,13 @@ from shared.segments.parsing import cut_blocks
 from shared.state.items import COMPRESSION
 
 from .scenarios import bench_exports
-from .segments import HEADER, profile_lines
+from .segments import HEADER, profile_rows
 
 SEGMENT = "bench.csv"
 
 
 def measure(rows: int, destination: str, repeats: int, quote_always: bool = False) -> dict[str, Any]:
-    data = b"".join(profile_lines(rows))[len(HEADER):]
-    if quote_always:  # CsvStyle.QuoteAlways (the generated fields hold no quote, comma or line break)
-        data = b"".join(b'"' + b'","'.join(line.split(b",")) + b'"\r\n' for line in data.splitlines())
+    data = b"".join(profile_rows(rows, 0, rows, quote_always))
     spec = SPECS[destination]
     settings = {"rest_endpoint": "http://127.0.0.1:1"} if destination == "braze" else {}  # nothing is sent
     connection = parse_connection({"name": "c", "display_name": "c", "type": destination, "secret_name": "c",

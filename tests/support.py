@@ -7,6 +7,7 @@ import json
 import weakref
 from typing import Any
 
+from bench.segments import cdm_model
 from destinations.base import Pending
 from sandbox.bundle import Sandbox
 from shared.state import Storage
@@ -26,25 +27,16 @@ def upload_cdm_table(storage: Storage, folder: str, table: str, columns: list[st
     model.json but never written), and `<folder>/model.json` listing them by URL, in the
     snapshots' order. Returns the export's segment entry naming the table."""
     segments = storage.container("segments")
-    partitions = []
+    locations = []
     for snapshot, texts in snapshots.items():
         for number, text in enumerate(texts, start=1):
             path = f"{folder}/{table}/{snapshot}/{table}_{number}.csv"
             if text is not None:
                 upload_segment(storage, path, text)
-            partitions.append({"name": f"{table}_{number}", "location": f"{segments.url}/{path}",
-                               "fileFormatSettings": format_settings or {
-                                   "$type": "CsvFormatSettings", "columnHeaders": False, "delimiter": ",",
-                                   "quoteStyle": "QuoteStyle.Csv", "csvStyle": "CsvStyle.QuoteAlways",
-                                   "encoding": "UTF-8"}})
-    entities = [{"$type": "LocalEntity", "name": name, "attributes": [{"name": "Id", "dataType": "string"}],
-                 "partitions": []} for name in other_tables]
-    entities.append({"$type": "LocalEntity", "name": table,
-                     "attributes": [{"name": column, "dataType": "string"} for column in columns],
-                     "partitions": partitions})
-    model = {"name": "BlobExport", "version": "1.0", "application": "Dynamics 365 Customer Insights",
-             "entities": entities}
-    segments.upload_blob(f"{folder}/model.json", json.dumps(model).encode(), overwrite=True)
+            locations.append(f"{segments.url}/{path}")
+    tables = {**{name: ["Id"] for name in other_tables}, table: columns}
+    segments.upload_blob(f"{folder}/model.json", cdm_model(folder, tables, {table: locations}, format_settings),
+                         overwrite=True)
     return f"{folder}/{table}"
 
 

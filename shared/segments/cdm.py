@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import json
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import BlobProperties, ContainerClient
 
 from .parsing import SegmentError
 
-__all__ = ["MODEL_FILE", "CdmTable", "read_table"]
+__all__ = ["MODEL_FILE", "CdmTable", "Partition", "read_table"]
 
 MODEL_FILE = "model.json"
 # A model.json describes tables, not rows: even hundreds of them with every attribute
@@ -42,6 +42,8 @@ MAX_MODEL_BYTES = 32 * 1024 * 1024
 class Partition:
     path: str  # the blob path in the segments container
     header_row: bool  # its first row names the columns (CsvFormatSettings.columnHeaders)
+    size: int = 0  # as found when the snapshot was chosen
+    etag: str = ""
 
 
 @dataclass
@@ -84,9 +86,11 @@ def read_table(container: ContainerClient, path: str) -> CdmTable | None:
     passed_over = []
     # Dated folders (yyyy/MM/dd/HHmm, zero-padded) sort as their dates do: newest first.
     for snapshot in sorted(snapshots, reverse=True):
-        missing = [p.path for p in snapshots[snapshot] if not _exists(container, p.path)]
+        found = [(p, _properties(container, p.path)) for p in snapshots[snapshot]]
+        missing = [p.path for p, properties in found if properties is None]
         if not missing:
-            return CdmTable(model_path, entity["name"], columns, snapshot, snapshots[snapshot],
+            partitions = [replace(p, size=properties.size, etag=properties.etag) for p, properties in found]
+            return CdmTable(model_path, entity["name"], columns, snapshot, partitions,
                             [f"{where}: {reason}" for reason in passed_over])
         passed_over.append(f"snapshot {snapshot} was passed over, {len(missing)} of its "
                            f"{len(snapshots[snapshot])} partition files missing (first: {missing[0]})")
@@ -185,9 +189,8 @@ def _check_format(settings: Any, where: str) -> None:
         raise SegmentError(f"{where}: unsupported {', '.join(problems)}")
 
 
-def _exists(container: ContainerClient, path: str) -> bool:
+def _properties(container: ContainerClient, path: str) -> BlobProperties | None:
     try:
-        container.get_blob_client(path).get_blob_properties()
+        return container.get_blob_client(path).get_blob_properties()
     except ResourceNotFoundError:
-        return False
-    return True
+        return None

@@ -147,11 +147,10 @@ def offset_after(block: Block, count: int) -> int:
     if count >= len(block.rows):
         return block.end
     data = block.data
-    if block.lines_are_rows or (b'"' not in data and b"\r" not in data and b"\n\n" not in data
-                                and not data.startswith(b"\n")):
-        # Each row one line (parsed so, or no quoting, no blank lines, only LF line ends): the
-        # row ends at its LF. What follows the `count`-th one is the split's last piece (in C:
-        # a chunk boundary 0.15 ms, where reading the rows one by one took 3-20 ms a block).
+    if block.lines_are_rows:
+        # Each row is one line (as it was split): the row ends at its LF. What follows the
+        # `count`-th one is the split's last piece (in C: a chunk boundary 0.15 ms, where
+        # reading the rows one by one took 3-20 ms a block).
         return block.start + len(data) - len(data.split(b"\n", count)[-1])
     for seen, (_, end, _) in enumerate(_rows_with_ends(block.data, block.start, ""), start=1):
         if seen == count:
@@ -226,9 +225,9 @@ def _parse(path: str, data: bytes, start: int, first_row: int, final: bool) -> B
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return _parse_lines(path, data, start, first_row, final)
-    if '"' not in text and (rows := _split_unquoted(text)) is not None:
-        # Held flat, its rows are its lines (none blank): a chunk boundary is found by counting them.
-        return Block(first_row, rows, start, start + len(data), data, lines_are_rows=isinstance(rows, FlatRows))
+    if '"' not in text and (split := _split_unquoted(text)) is not None:
+        rows, lines_are_rows = split
+        return Block(first_row, rows, start, start + len(data), data, lines_are_rows=lines_are_rows)
     if (rows := _split_quoted(text)) is not None:
         return Block(first_row, rows, start, start + len(data), data, lines_are_rows=True)
     try:
@@ -266,21 +265,23 @@ def _lines(text: str) -> tuple[str, list[str]] | None:
     return newline, lines
 
 
-def _split_unquoted(text: str) -> list[list[str]] | FlatRows | None:
+def _split_unquoted(text: str) -> tuple[list[list[str]] | FlatRows, bool] | None:
     """The rows of text without quotes: splitting is what csv would do, at a fraction of the
     cost. As `FlatRows` when every line has as many fields and none is blank (the usual
-    block), else a list per row; None when CRLF line ends are mixed with a lone CR or LF."""
+    block), else a list per row; and whether each line is a row (none blank). None when
+    CRLF line ends are mixed with a lone CR or LF."""
     if (split := _lines(text)) is None:
         return None
     newline, lines = split
-    if "" not in lines:
-        commas = set(map(str.count, lines, repeat(",")))
-        if len(commas) == 1:
-            fields = text.replace(newline, ",").split(",")
-            if text.endswith(newline):
-                fields.pop()  # the empty piece after the last line end
-            return FlatRows(fields, commas.pop() + 1)
-    return [line.split(",") for line in lines if line]
+    if "" in lines:
+        return [line.split(",") for line in lines if line], False
+    commas = set(map(str.count, lines, repeat(",")))
+    if len(commas) == 1:
+        fields = text.replace(newline, ",").split(",")
+        if text.endswith(newline):
+            fields.pop()  # the empty piece after the last line end
+        return FlatRows(fields, commas.pop() + 1), True
+    return [line.split(",") for line in lines], True
 
 
 def _split_quoted(text: str) -> FlatRows | None:

@@ -14,7 +14,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContainerClient
 
-from .cdm import read_table
+from .cdm import Partition, read_table
 from .parsing import Block, SegmentError, cut_blocks, offset_after
 from .sharing import shared_blocks
 
@@ -95,7 +95,7 @@ class SegmentReader:
             if table is None:
                 raise SegmentError(f"{not_found} (nor is it the table folder of a Customer Insights export: "
                                    "no model.json beside it)") from None
-        files = [self.info(p.path) if p.header_row else self._headerless(p.path, table.columns)
+        files = [self.info(p.path) if p.header_row else self._headerless(p, table.columns)
                  for p in table.partitions]
         return SegmentFiles(files, table.model, tuple(table.warnings))
 
@@ -133,21 +133,19 @@ class SegmentReader:
             return SegmentInfo(path, size, properties.etag, block.rows[0], end)
         raise SegmentError(f"segment {path} has no header row")
 
-    def _headerless(self, path: str, columns: list[str]) -> SegmentInfo:
+    def _headerless(self, partition: Partition, columns: list[str]) -> SegmentInfo:
         """A partition whose columns model.json names: every row is data (an empty one holds none)."""
-        blob = self._container.get_blob_client(path)
-        try:
-            properties = blob.get_blob_properties()
-        except ResourceNotFoundError:
-            raise SegmentError(f"segment {path} was removed while the export's files were looked up; "
-                               "run again once upstream has finished writing them") from None
-        start = self._data_start(blob, path, properties.size) if properties.size else 0
-        return SegmentInfo(path, properties.size, properties.etag, list(columns), start, header_row=False)
+        blob = self._container.get_blob_client(partition.path)
+        start = self._data_start(blob, partition.path, partition.size) if partition.size else 0
+        return SegmentInfo(partition.path, partition.size, partition.etag, list(columns), start, header_row=False)
 
     @staticmethod
     def _data_start(blob: BlobClient, path: str, size: int) -> int:
         """Where the text starts: after a UTF-8 byte order mark; SegmentError for UTF-16 and UTF-32."""
-        head = blob.download_blob(offset=0, length=min(size, 3)).readall()
+        try:
+            head = blob.download_blob(offset=0, length=min(size, 3)).readall()
+        except ResourceNotFoundError:
+            raise _changed(path) from None
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # UTF-32's marks start so too
             raise SegmentError(f"segment {path} is UTF-16 or UTF-32 encoded (its byte order mark says so): "
                                "save it as UTF-8 (with or without BOM)")
@@ -182,5 +180,9 @@ class SegmentReader:
                 offset=start, length=end - start, max_concurrency=1, **condition)
             yield from cut_blocks(path, stream.chunks(), start, first_row)
         except (ResourceModifiedError, ResourceNotFoundError) as error:
-            raise SegmentError(f"segment {path} changed or was removed while it was read; run again once "
-                               "upstream has finished writing it") from error
+            raise _changed(path) from error
+
+
+def _changed(path: str) -> SegmentError:
+    return SegmentError(f"segment {path} changed or was removed while it was read; run again once "
+                        "upstream has finished writing it")

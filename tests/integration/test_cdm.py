@@ -121,7 +121,7 @@ def test_each_problem_of_a_cdm_folder_is_a_clear_error_naming_it(storage, unique
         reader.files(f"{unique}/nowhere/Vip")
     assert str(raised.value) == (f"segment {unique}/nowhere/Vip was not found in container segments (nor is it the "
                                  "table folder of a Customer Insights export: no model.json beside it)")
-    assert error_of(b"{not json") .startswith(f"{folder}/model.json is not valid JSON: ")
+    assert error_of(b"{not json").startswith(f"{folder}/model.json is not valid JSON: ")
     assert error_of({"name": "m"}) == f"{folder}/model.json is not a CDM model.json: it has no list of entities"
     assert error_of({"entities": [{**_entity("x.csv"), "name": "Other"}]}) == (
         f"{where}: {folder}/model.json describes no table 'Vip'; its tables: 'Other'")

@@ -2,8 +2,10 @@
 
 import pytest
 
+from bench.segments import HEADER, profile_lines, profile_rows
 from bench.steps import measure
 from destinations import SPECS
+from shared.segments.parsing import cut_blocks
 
 
 @pytest.mark.parametrize("destination", sorted(SPECS))
@@ -19,12 +21,15 @@ def test_each_plan_step_is_timed_for_every_destination(destination):
         assert steps["emails"] > 0 and steps["keys"] > 0
 
 
-def test_rows_written_as_customer_insights_writes_them_are_timed_too(monkeypatch):
-    import bench.steps as steps
-
-    parsed = []
-    cut_blocks = steps.cut_blocks
-    monkeypatch.setattr(steps, "cut_blocks", lambda *args: parsed.extend(cut_blocks(*args)) or parsed)
+def test_rows_written_as_customer_insights_writes_them_are_timed_too():
     figures = measure(5_000, "snapchat", repeats=1, quote_always=True)
     assert figures["quote_always"] and figures["cpu_s_per_million_rows"]["parse"] > 0
-    assert parsed[0].data.startswith(b'"C') and parsed[0].rows[0][0].startswith("C")  # quoted bytes, unquoted fields
+
+
+def test_the_quoted_rows_are_the_same_profiles_every_field_quoted():
+    quoted = b"".join(profile_rows(1_000, 0, 1_000, quote_always=True))
+    plain = b"".join(profile_rows(1_000, 0, 1_000))
+    assert quoted.startswith(b'"C000000000","person0@example.com",')
+    assert quoted.replace(b'"', b"") == plain == b"".join(profile_lines(1_000))[len(HEADER):]
+    assert [row for block in cut_blocks("q.csv", iter([quoted]), 0, 1) for row in block.rows] == \
+        [row for block in cut_blocks("p.csv", iter([plain]), 0, 1) for row in block.rows]
