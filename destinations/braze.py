@@ -63,6 +63,7 @@ SPEC = DestinationSpec(
     batch_size=75,
     max_batch_size=75,
     requests_per_second=1000.0,  # 3,000 requests per 3 s per workspace
+    rate_window_s=3.0,
 )
 
 

@@ -49,6 +49,7 @@ SPEC = DestinationSpec(
     batch_size=1000,
     max_batch_size=1000,
     requests_per_second=10.0,  # not published for subscriber endpoints: an assumption, see README
+    rate_window_s=1.0,  # assumed with it
 )
 
 

@@ -47,6 +47,7 @@ SPEC = DestinationSpec(
     batch_size=100,
     max_batch_size=1000,  # the older reference allowed 1,000; version 2026-03-15 allows 100
     requests_per_second=400 / 60,
+    rate_window_s=60.0,  # 400 requests in any minute (a sliding window)
 )
 
 

@@ -41,6 +41,7 @@ SPEC = DestinationSpec(
     batch_size=50_000,
     max_batch_size=100_000,
     requests_per_second=10.0,
+    rate_window_s=1.0,  # 10 requests in any second, per access token
 )
 
 # Snapchat needs about this many matched users before an audience can be targeted.

@@ -37,6 +37,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -57,10 +58,12 @@ log = logging.getLogger("segment_export.budgets")
 
 # A process's view of the others is at most STALE_S old (older, it stops sending), so an
 # entry written at t has been seen by every process still sending by t + STALE_S; SETTLE_S
-# adds the time for which a pacer may have handed out turns at its old rate.
+# adds the time for which a pacer may have handed out turns at its old rate, and for which
+# a burst it sent alone still counts in the vendor's window: a turn handed out up to one
+# burst window ahead, counted for one more (`shared.http.pacing`, MAX_BURST_WINDOW_S).
 REFRESH_S = 2.0
 STALE_S = 5.0
-SETTLE_S = 8.0
+SETTLE_S = 12.0
 EXPIRE_S = 30.0
 LINGER_S = 0.25  # an entry outlives the process's last sender by this much
 CONFLICT_ATTEMPTS = 8
@@ -92,6 +95,9 @@ class RateBudget:
         self._read_at = -float("inf")  # when the last successful read began
         self._hold_until = 0.0  # wall clock: the latest throttle window known, announced here or read
         self._announced = 0.0  # the end of one announced here and not yet written
+        # Wall clock: since when no other process may have sent to the connection, as far as
+        # the reads tell (None: one is listed as sending).
+        self._alone_since: float | None = None
 
     def join(self) -> None:
         with self._changed:
@@ -124,6 +130,15 @@ class RateBudget:
             self._forget_settled(now)
             counted = min([self._senders] + [senders for _, senders in self._listed])
             return counted / (counted + self._others)
+
+    def alone_s(self) -> float:
+        """Seconds since another process may last have sent to the connection (`Budget.alone_s`):
+        0 while this process has no share of its own, or another is listed."""
+        if self.share() != 1.0:
+            return 0.0
+        with self._changed:
+            since = self._alone_since
+        return 0.0 if since is None else max(0.0, self._wall_clock() - since)
 
     def hold(self, seconds: float) -> None:
         """A vendor announced a throttle window to this process: written for the others now."""
@@ -180,7 +195,7 @@ class RateBudget:
         for _ in range(CONFLICT_ATTEMPTS):
             senders = min(senders, self._senders)  # fewer since (a chunk ended, the process exiting): list those
             read_at = self._clock()
-            document, etag = self._read()
+            document, etag, modified = self._read()
             now = self._wall_clock()
             listed = {name: entry for name, entry in (document.get("processes") or {}).items()
                       if isinstance(entry, dict) and isinstance(entry.get("seen"), (int, float))}
@@ -191,13 +206,17 @@ class RateBudget:
                          if name != self.process and now - entry["seen"] < self._expire_s
                          and not gone_from_here(entry.get("host"), entry.get("pid"))}
             others = sum(max(0, int(entry.get("senders") or 0)) for entry in processes.values())
+            # Nobody else sending: since the blob was last written (the last one to leave took
+            # its entry out then), or since now where it lists one gone or expired (it may
+            # have sent until it stopped).
+            quiet_since = now if set(listed) - {self.process} - set(processes) else modified
             mine = listed.get(self.process)
             held = document.get("hold_until")
             held = float(held) if isinstance(held, (int, float)) else 0.0
             announced = self._announced
             if (mine and mine.get("senders") == senders and now - mine["seen"] < self._expire_s / 3
                     and announced <= held):
-                self._took(read_at, others, senders, True, held)  # listed as we are: nothing to write
+                self._took(read_at, others, senders, True, held, quiet_since)  # listed as we are: nothing to write
                 return
             if senders:
                 processes[self.process] = {"senders": senders, "seen": round(now, 3), **self._here}
@@ -213,15 +232,21 @@ class RateBudget:
             with self._changed:
                 if self._announced <= hold:
                     self._announced = 0.0
-            self._took(read_at, others, senders, bool(mine) and now - mine["seen"] < self._expire_s, hold)
+            self._took(read_at, others, senders, bool(mine) and now - mine["seen"] < self._expire_s, hold,
+                       quiet_since)
             return
         raise RuntimeError("rate budget: too many concurrent writers")
 
-    def _took(self, read_at: float, others: int, senders: int, listed: bool, held: float) -> None:
+    def _took(self, read_at: float, others: int, senders: int, listed: bool, held: float,
+              quiet_since: float) -> None:
         """What a read (and the write after it, if any) told: others' senders, ours as listed
-        now, and the latest throttle window."""
+        now, the latest throttle window, and since when nobody else sent."""
         with self._changed:
             self._hold_until = max(self._hold_until, held)
+            if others:
+                self._alone_since = None
+            elif self._alone_since is None:  # later writes are this process's own
+                self._alone_since = quiet_since
             if not listed:  # others have not counted us: what we list counts for us after SETTLE_S
                 self._listed.clear()
                 self._listed.append((read_at, 0))
@@ -229,17 +254,21 @@ class RateBudget:
             self._forget_settled(self._clock())
             self._others, self._read_at = others, read_at
 
-    def _read(self) -> tuple[dict[str, Any], str | None]:
+    def _read(self) -> tuple[dict[str, Any], str | None, float]:
+        """The document, its ETag, and when it was last written (wall clock; rounded up, as
+        storage gives whole seconds), or minus infinity if there is none."""
         try:
             download = self._blob.download_blob()
         except ResourceNotFoundError as missing:
             release_frames(missing)
-            return {}, None
+            return {}, None, -math.inf
         try:
             document = json.loads(download.readall())
         except ValueError:  # not ours to keep: rewritten whole
             document = {}
-        return (document if isinstance(document, dict) else {}), download.properties.etag
+        modified = download.properties.last_modified
+        written = modified.timestamp() + 1.0 if modified is not None else self._wall_clock()
+        return (document if isinstance(document, dict) else {}), download.properties.etag, written
 
     def _write(self, document: dict[str, Any], etag: str | None) -> None:
         data = json.dumps(document, indent=1).encode("utf-8")

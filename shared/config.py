@@ -174,6 +174,10 @@ class DestinationSpec:
     batch_size: int = 100
     max_batch_size: int = 100
     requests_per_second: float = 10.0
+    # The window the vendor counts requests in: its limit is requests_per_second times this
+    # many requests in any such window (Braze's 3,000 per 3 s, not 1,000 in every second).
+    # The pacer lets a connection's requests go together up to that count (`shared.http.pacing`).
+    rate_window_s: float = 1.0
 
     def default_width(self, document: Mapping[str, Any]) -> int:
         """Chunk activities at once, from the connection's rate limit: one sender per SENDER_RATE."""

@@ -78,7 +78,7 @@ def export_chunk(task: dict[str, Any], services: Services) -> dict[str, Any]:
         # process sending to the connection (the storage account's rate budget).
         storage = services.storage
         pacer = pacer_for(f"{storage.service.url}|{connection.name}", float(connection.settings["requests_per_second"]),
-                          budget=lambda: storage.rate_budget(connection.name))
+                          cls.SPEC.rate_window_s, budget=lambda: storage.rate_budget(connection.name))
         pacer.join()
     try:
         if pacer is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -29,28 +31,46 @@ class Budget(Protocol):
     def held_s(self) -> float:
         """Seconds left of the latest throttle window announced to any process (0: none)."""
 
+    def alone_s(self) -> float:
+        """Seconds since another process last sent to the connection, as far as this one
+        knows (0: another is listed as sending, or this one's view is not fresh)."""
+
 
 class Pacer:
     """Keeps requests to one vendor under its rate limit, and honours its throttle windows.
 
-    A token bucket shared by every thread sending to the same connection in this process.
-    Chunk activities `join` while they send and `leave` after. With a `budget`, the rate is
-    the connection's limit times this process's share of it, agreed with the other
-    processes sending to the connection, so that activities spread over several hosts
-    stay under the vendor's limit together, and whoever is sending uses all of it; a
-    throttle window the vendor announces to one of them holds them all. Without one
-    (tests, one process by construction), the whole limit.
+    Shared by every thread sending to the same connection in this process. Chunk
+    activities `join` while they send and `leave` after. With a `budget`, the rate is the
+    connection's limit times this process's share of it, agreed with the other processes
+    sending to the connection, so that activities spread over several hosts stay under
+    the vendor's limit together, and whoever is sending uses all of it; a throttle window
+    the vendor announces to one of them holds them all. Without one (tests, one process by
+    construction), the whole limit.
+
+    A vendor counts requests in a window (`DestinationSpec.rate_window_s`): Snapchat 10 in
+    any second, Omnisend 400 in any minute. A pacer alone on its connection (for a window
+    at least: `Budget.alone_s`) lets requests go as soon as they are ready while fewer than
+    the vendor's count left in the last `burst_window_s` (stretched by HEADROOM, so that a
+    request held up on its way still arrives within the window it is counted in): a run
+    needing a few requests does not wait a tenth of a second between them, and a long one
+    averages 97% of the limit. Sharing the connection, it spaces requests evenly at its
+    share of the rate instead (the processes' requests interleave; none may burst into
+    the others' window), still never more than the count in a window.
     """
 
-    def __init__(self, limit_per_s: float, *, budget: Budget | None = None,
+    def __init__(self, limit_per_s: float, *, window_s: float = 1.0, budget: Budget | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         self.limit_per_s = limit_per_s
+        self.window_s = window_s
         self._budget = budget
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._next = 0.0  # earliest moment the next request may leave
+        self._next = 0.0  # earliest moment the next request may leave, spaced
         self._hold_until = 0.0
+        self.burst_window_s, self._burst = burst_of(limit_per_s, window_s)
+        self._span = self.burst_window_s / HEADROOM
+        self._sent: deque[float] = deque()  # when this process's requests left (or will), the last span's
 
     def join(self) -> None:
         """A chunk activity starts sending through this pacer (its process's share may grow)."""
@@ -82,21 +102,37 @@ class Pacer:
         held = self._budget.held_s() if self._budget is not None else 0.0
         return max(held, self._hold_until - self._clock())
 
+    def _bursting(self) -> bool:
+        """Requests may go together: the vendor's count in a window allows it, and no other
+        process has sent to the connection within the window (their requests would count too)."""
+        return self._burst > 1 and (self._budget is None or self._budget.alone_s() >= self._span)
+
     def acquire(self) -> float:
         """Wait for this request's turn; returns the seconds waited."""
         wait = 0.0
         while (rate := self.rate) <= 0:  # no share yet: others sending to the connection must make room first
             self._sleep(SHARE_POLL_S)
             wait += SHARE_POLL_S
+        bursting = self._bursting()
         with self._lock:
             now = self._clock()
-            # A slot missed by less than CATCH_UP_S is still taken: a thread woken a few ms
-            # late (the interpreter lock) does not push every later request back.
-            slot = max(self._next, now - CATCH_UP_S)
+            sent = self._sent
+            while len(sent) > 1 and sent[0] <= now - self._span:
+                sent.popleft()
+            # Spaced, a slot missed by less than CATCH_UP_S is still taken: a thread woken a
+            # few ms late (the interpreter lock) does not push every later request back.
+            slot = now if bursting else max(self._next, now - CATCH_UP_S)
+            if sent:  # in order: the count below relies on it
+                slot = max(slot, sent[-1])
+            if self._burst and len(sent) >= self._burst:
+                # Never more than the vendor's count in a window, bursting or not (spaced
+                # requests may follow a burst, when another process has joined since).
+                slot = max(slot, sent[-self._burst] + self._span)
             if (held := self._held_s()) > 0:
                 slot = max(slot, now + held)
             self._next = slot + 1.0 / rate
             start = max(slot, now)
+            sent.append(start)
         wait += start - now
         if start > now:
             self._sleep(start - now)
@@ -105,6 +141,22 @@ class Pacer:
             self._sleep(remaining)
             wait += remaining
         return wait
+
+
+def burst_of(limit_per_s: float, window_s: float) -> tuple[float, int]:
+    """The window a pacer counts its requests in, and how many it lets go in one: the
+    shortest whole number of seconds, within the vendor's window and MAX_BURST_WINDOW_S,
+    in which the limit allows a whole number of requests (Omnisend's 400 a minute: 20 in
+    3 s). (0, 0) where there is none (a limit such as 7.3 a second): then requests are
+    only spaced, as a count rounded down would send fewer than the limit allows.
+    """
+    if not math.isfinite(limit_per_s):
+        return 0.0, 0
+    for seconds in range(1, int(min(window_s, MAX_BURST_WINDOW_S)) + 1):
+        count = limit_per_s * seconds
+        if abs(count - round(count)) < 1e-6 and round(count) >= 1:
+            return float(seconds), round(count)
+    return 0.0, 0
 
 
 # 3%: at 1% (10 ms a second at 10 requests/s), a request held up 10-20 ms on its way (the
@@ -117,18 +169,24 @@ SHARE_POLL_S = 0.01
 # window of a second or more (at 1,000 requests/s, 19 of the 30 a second spares; at
 # 10/s, none: a slot is 103 ms).
 CATCH_UP_S = 0.02
+# The longest window a pacer lets requests go together in: a process that stops
+# bursting when another joins must have its burst out of the vendor's window before the
+# newcomer sends (`shared.budgets.SETTLE_S` allows for it).
+MAX_BURST_WINDOW_S = 3
 
 _pacers: dict[str, Pacer] = {}
 _pacers_lock = threading.Lock()
 
 
-def pacer_for(key: str, limit_per_s: float, budget: Callable[[], Budget] | None = None) -> Pacer:
+def pacer_for(key: str, limit_per_s: float, window_s: float = 1.0,
+              budget: Callable[[], Budget] | None = None) -> Pacer:
     """The process-wide pacer of one connection: every sender to it shares its rate and holds.
 
-    `budget` makes the connection's budget, the first time this process sends to it.
+    `window_s`: the vendor's rate window (`DestinationSpec.rate_window_s`). `budget` makes
+    the connection's budget, the first time this process sends to it.
     """
     with _pacers_lock:
         pacer = _pacers.get(key)
-        if pacer is None or pacer.limit_per_s != limit_per_s:
-            pacer = _pacers[key] = Pacer(limit_per_s, budget=budget() if budget else None)
+        if pacer is None or (pacer.limit_per_s, pacer.window_s) != (limit_per_s, window_s):
+            pacer = _pacers[key] = Pacer(limit_per_s, window_s=window_s, budget=budget() if budget else None)
         return pacer

@@ -103,6 +103,26 @@ def test_processes_split_the_limit_by_senders_and_a_newcomer_waits_for_room(blob
     _senders(second, 0)
 
 
+def test_a_process_knows_since_when_it_is_alone_so_its_pacer_bursts_only_into_a_window_nobody_else_used(blob):
+    """`alone_s`: infinite on a connection nobody used; 0 as soon as another process is
+    listed; once it left, counted from when its entry was taken out (the blob's last
+    write, rounded up to storage's whole seconds), as its requests may have gone until then."""
+    first, second = _budget(blob), _budget(blob)
+    assert first.alone_s() == 0  # no share yet
+    _senders(first, 1)
+    _until(lambda: first.share() == 1.0)
+    assert first.alone_s() == float("inf")
+    _senders(second, 1)
+    _until(lambda: first.alone_s() == 0)
+    _senders(second, 0)
+    _until(lambda: second.process not in _listed(blob))
+    left = time.time()
+    _until(lambda: first.alone_s() > 0)
+    assert first.alone_s() <= time.time() - left + 1.0 + 0.2
+    _until(lambda: first.alone_s() > 1.5)  # and it grows
+    _senders(first, 0)
+
+
 def test_added_senders_count_only_once_the_others_had_time_to_make_room(blob):
     first, second = _budget(blob), _budget(blob)
     _senders(first, 1)

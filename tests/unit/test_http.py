@@ -213,19 +213,93 @@ def test_a_kept_alive_connection_closed_while_idle_is_replaced_at_once_but_throu
     assert server.log[-1]["status"] == 200
 
 
-def test_the_pacer_spaces_requests_at_its_rate():
+def _clocked(limit: float, **options) -> tuple[Pacer, list[float]]:
+    """A pacer on a clock of its own: sleeping moves the clock (`now[0]`)."""
     now = [0.0]
-    pacer = Pacer(10, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    return Pacer(limit, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s), **options), now
+
+
+def _shared(share: float = 1.0) -> _Budget:
+    """A budget as when another process sent to the connection within the window: requests are spaced."""
+    budget = _Budget(share)
+    budget.alone = 0.0
+    return budget
+
+
+def test_a_pacer_alone_lets_the_vendors_count_for_a_window_go_at_once_then_waits_for_the_window():
+    """Snapchat counts 10 requests in any second: a run needing four sends them as they are
+    ready; the eleventh waits until the first is a window (stretched by the headroom) old."""
+    pacer, now = _clocked(10, window_s=1.0)
+    assert [pacer.acquire() for _ in range(10)] == [0.0] * 10 and now[0] == 0.0
+    pacer.acquire()
+    assert now[0] == pytest.approx(1.0 / HEADROOM)
+    for _ in range(9):
+        pacer.acquire()
+    assert now[0] == pytest.approx(1.0 / HEADROOM)
+    pacer.acquire()
+    assert now[0] == pytest.approx(2.0 / HEADROOM)  # 97% of the limit, on average
+
+
+@pytest.mark.parametrize("limit, window, alone", [(10, 1.0, True), (400 / 60, 60.0, True), (1000, 3.0, True),
+                                                  (10, 1.0, False), (7.3, 10.0, True)])
+def test_no_window_of_the_vendors_ever_holds_more_requests_than_it_counts(limit, window, alone):
+    """Whatever the moments requests are ready (bursts, pauses, a process joining and the
+    pacer switching from bursts to spacing midway), no span of the vendor's window holds
+    more than its count (Omnisend: 400 in any minute)."""
+    import bisect
+    import random
+
+    randomness = random.Random(f"{limit}-{window}-{alone}")
+    budget = _Budget(1.0)
+    budget.alone = float("inf") if alone else 0.0
+    pacer, now = _clocked(limit, window_s=window, budget=budget)
+    sent = []
+    for number in range(int(limit * window * 6)):
+        if number == int(limit * window * 3):
+            budget.alone = 0.0  # another process joined: spaced from now on
+        # Ready half as fast again as the limit allows on average, with pauses of up to 20 turns.
+        now[0] += randomness.choice([0.0] * 30 + [0.001, 0.3, 1.5, 20.0]) / limit
+        pacer.acquire()
+        sent.append(now[0])
+    busiest = max(bisect.bisect_left(sent, start + window) - i for i, start in enumerate(sent))
+    assert busiest <= limit * window + 1e-9
+
+
+@pytest.mark.parametrize("limit, window, expected", [
+    (10, 1.0, (1.0, 10)),  # Snapchat
+    (1000, 3.0, (1.0, 1000)),  # Braze: 3,000 per 3 s, counted a second at a time
+    (400 / 60, 60.0, (3.0, 20)),  # Omnisend: 400 a minute, whole in 3 s
+    (7.3, 1.0, (0.0, 0)),  # no whole count within 3 s: spaced only
+    (0.5, 1.0, (0.0, 0)),  # not even one request in the vendor's window of a second
+    (float("inf"), 1.0, (0.0, 0)),
+])
+def test_the_burst_window_is_the_shortest_whole_second_count_within_the_vendors_window(limit, window, expected):
+    from shared.http.pacing import burst_of
+
+    assert burst_of(limit, window) == expected
+
+
+def test_sharing_the_connection_the_pacer_spaces_requests_at_its_rate():
+    pacer, now = _clocked(10, budget=_shared())
     for _ in range(21):
         pacer.acquire()
     assert now[0] == pytest.approx(2.0 / HEADROOM)  # under the limit
 
 
+def test_a_pacer_alone_for_less_than_a_window_spaces_its_requests():
+    """Another process's requests of the last window count at the vendor too."""
+    budget = _Budget(1.0)
+    budget.alone = 0.5  # the last other sender left half a second ago
+    pacer, now = _clocked(10, budget=budget)
+    pacer.acquire()
+    pacer.acquire()
+    assert now[0] == pytest.approx(1 / (10 * HEADROOM))
+
+
 def test_a_request_a_little_late_keeps_its_slot_and_does_not_push_the_next_ones_back():
     """A sender thread woken a few ms late (the interpreter lock) takes its slot at once,
     and the next request leaves on the original grid: lateness does not add up."""
-    now = [0.0]
-    pacer = Pacer(10, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    pacer, now = _clocked(10, budget=_shared())
     interval = 1 / (10 * HEADROOM)
     pacer.acquire()  # slot 0
     now[0] = interval + CATCH_UP_S / 2  # the thread comes late for slot 1
@@ -234,10 +308,9 @@ def test_a_request_a_little_late_keeps_its_slot_and_does_not_push_the_next_ones_
     assert now[0] == pytest.approx(2 * interval)
 
 
-def test_time_the_senders_left_unused_is_not_made_up_in_a_burst():
+def test_time_the_senders_left_unused_is_not_made_up_in_a_burst_when_spaced():
     """After a pause, at most CATCH_UP_S worth of slots leave at once: within the headroom."""
-    now = [0.0]
-    pacer = Pacer(1000, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    pacer, now = _clocked(1000, budget=_shared())
     pacer.acquire()
     now[0] = 5.0
     at_once = 0
@@ -260,6 +333,7 @@ class _Budget:
 
     def __init__(self, share: float):
         self.part, self.senders = share, 0
+        self.alone = float("inf")  # seconds since another process sent to the connection
         self.announced: list[float] = []  # throttle windows this process told the others
         self.others_hold: Callable[[], float] = lambda: 0.0  # seconds left of one another process announced
 
@@ -277,6 +351,9 @@ class _Budget:
 
     def share(self) -> float:
         return self.part
+
+    def alone_s(self) -> float:
+        return self.alone
 
 
 def test_a_pacer_sends_at_its_process_share_of_the_limit_and_tells_the_budget_its_senders():
