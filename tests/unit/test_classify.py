@@ -3,6 +3,7 @@ exports reading it), and the first occurrence of a key wins, in a block, across 
 past its expected size."""
 
 import hashlib
+import math
 
 from destinations import destination_class, rows
 from shared.engine.classify import classify_block
@@ -86,6 +87,22 @@ def test_a_key_whose_hash_is_zero_is_remembered_too():
     seen = FirstSeen(100)
     assert seen.first([_Hashed("zero", 0), _Hashed("minus one", -1)]) == [True, True]
     assert seen.first([_Hashed("zero", 0), _Hashed("minus one", -1)]) == [False, False]
+
+
+def test_keys_whose_fingerprints_land_on_one_slot_are_all_remembered_and_found_again():
+    """Each steps through the table by an amount of its own (double hashing): a table of
+    prime size, so that every key's steps reach every slot, even nearly full."""
+    seen = FirstSeen(0)
+    capacity = len(seen._table)  # the least table: 1,031 slots
+    keys = [_Hashed(f"key{n}", 5 + capacity * (n << 22)) for n in range(int(capacity * 0.9))]
+    half = len(keys) // 2
+    assert seen.first(keys[:half]) == [True] * half
+    assert seen.first(keys[half:]) == [True] * (len(keys) - half)
+    assert seen.count == len(keys) and len(seen._table) == capacity
+    assert not any(seen.first(keys[:half])) and not any(seen.first(keys[half:]))
+    seen.first([f"more{n}" for n in range(capacity)])  # grown
+    for table in (seen._table, FirstSeen(123_457)._table):
+        assert all(len(table) % divisor for divisor in range(2, math.isqrt(len(table)) + 1))
 
 
 def test_rows_held_flat_of_another_width_than_the_header_are_each_rejected_for_it():
