@@ -25,7 +25,7 @@ def draw(results: dict[str, Any], path: Path) -> None:
         axes[1].axhline(1.15, color="#c0392b", linestyle="--", label="target 1.15")
         axes[1].set_ylim(0, max([d["ratio"] for d in destinations.values()] + [1.15]) * 1.15)  # room for the labels
         axes[1].legend(loc="upper right")
-        axes[1].set_title("at the vendors' limits\n(actual / least time the limit allows)")
+        axes[1].set_title("at the vendors' limits\n(actual / requests needed at the limit's rate)")
     if "peer_createsend" in scenarios:
         peer = scenarios["peer_createsend"]
         axes[2].bar(["createsend loop", "this exporter"], [peer["peer_s"], peer["ours_s"]], color=["#999", "#3b7dd8"])

@@ -128,10 +128,12 @@ def rate_limited(profiles: int = 200_000) -> dict[str, Any]:
     for name, report in reports.items():
         destination = report["destination"]
         spec = SPECS[destination["type"]]
-        # The least time the limit allows: the fewest requests the data needs in the batches
-        # the exporter sends by default, at the vendor's limit. Those are as large as the
+        # The floor: the fewest requests the data needs in the batches the exporter sends by
+        # default, at the vendor's limit (requests_per_second). Those are as large as the
         # vendor takes, but for Snapchat (50,000 of its 100,000: README, Performance), whose
-        # floor with the largest batches would be half.
+        # floor with the largest batches would be half. A vendor counts in a window, and
+        # lets a window's count go at once: a run the machine keeps up with can end at the
+        # floor, the last window's requests leaving as it opens.
         needed = math.ceil(destination["delivered"] / spec.batch_size)
         floor = needed / spec.requests_per_second
         requests = destination["requests"]
