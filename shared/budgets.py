@@ -59,8 +59,10 @@ log = logging.getLogger("segment_export.budgets")
 # A process's view of the others is at most STALE_S old (older, it stops sending), so an
 # entry written at t has been seen by every process still sending by t + STALE_S; SETTLE_S
 # adds the time for which a pacer may have handed out turns at its old rate, and for which
-# a burst it sent alone still counts in the vendor's window: a turn handed out up to one
-# burst window ahead, counted for one more (`shared.http.pacing`, MAX_BURST_WINDOW_S).
+# a burst it sent alone still counts: a turn handed out up to one burst window ahead,
+# counted for one more (`shared.http.pacing`, MAX_BURST_WINDOW_S). Over a vendor window
+# longer than that (Omnisend's minute), what the burst took is made up by the others
+# sending at their smaller share meanwhile, the newcomer not yet at all.
 REFRESH_S = 2.0
 STALE_S = 5.0
 SETTLE_S = 12.0
@@ -96,8 +98,10 @@ class RateBudget:
         self._hold_until = 0.0  # wall clock: the latest throttle window known, announced here or read
         self._announced = 0.0  # the end of one announced here and not yet written
         # Wall clock: since when no other process may have sent to the connection, as far as
-        # the reads tell (None: one is listed as sending).
+        # the reads tell (None: one is listed as sending); and the ETag of this process's
+        # last write, to tell a blob another process wrote since from its own removal.
         self._alone_since: float | None = None
+        self._written: str | None = None
 
     def join(self) -> None:
         with self._changed:
@@ -131,14 +135,14 @@ class RateBudget:
             counted = min([self._senders] + [senders for _, senders in self._listed])
             return counted / (counted + self._others)
 
-    def alone_s(self) -> float:
+    def alone_s(self) -> float | None:
         """Seconds since another process may last have sent to the connection (`Budget.alone_s`):
-        0 while this process has no share of its own, or another is listed."""
+        None while this process has no whole share (another is listed, or none yet)."""
         if self.share() != 1.0:
-            return 0.0
+            return None
         with self._changed:
             since = self._alone_since
-        return 0.0 if since is None else max(0.0, self._wall_clock() - since)
+        return None if since is None else max(0.0, self._wall_clock() - since)
 
     def hold(self, seconds: float) -> None:
         """A vendor announced a throttle window to this process: written for the others now."""
@@ -208,24 +212,26 @@ class RateBudget:
             others = sum(max(0, int(entry.get("senders") or 0)) for entry in processes.values())
             # Nobody else sending: since the blob was last written (the last one to leave took
             # its entry out then), or since now where it lists one gone or expired (it may
-            # have sent until it stopped).
+            # have sent until it stopped). Written last by this process: nothing new of others.
             quiet_since = now if set(listed) - {self.process} - set(processes) else modified
+            changed = etag != self._written
             mine = listed.get(self.process)
             held = document.get("hold_until")
             held = float(held) if isinstance(held, (int, float)) else 0.0
             announced = self._announced
             if (mine and mine.get("senders") == senders and now - mine["seen"] < self._expire_s / 3
                     and announced <= held):
-                self._took(read_at, others, senders, True, held, quiet_since)  # listed as we are: nothing to write
+                self._took(read_at, others, senders, True, held, quiet_since, changed)  # listed as we are
                 return
             if senders:
                 processes[self.process] = {"senders": senders, "seen": round(now, 3), **self._here}
-            written: dict[str, Any] = {"processes": processes}
+            # `written_at`: until when the writer may have sent (it writes its removal after its last request).
+            written: dict[str, Any] = {"processes": processes, "written_at": round(now, 3)}
             hold = max(held, announced)
             if hold > now:  # a window still running is kept, whoever announced it
                 written["hold_until"] = round(hold, 3)
             try:
-                self._write(written, etag)
+                written_etag = self._write(written, etag)
             except (ResourceModifiedError, ResourceExistsError) as conflict:  # another process wrote first
                 release_frames(conflict)
                 continue
@@ -233,19 +239,22 @@ class RateBudget:
                 if self._announced <= hold:
                     self._announced = 0.0
             self._took(read_at, others, senders, bool(mine) and now - mine["seen"] < self._expire_s, hold,
-                       quiet_since)
+                       quiet_since, changed)
+            with self._changed:
+                self._written = written_etag
             return
         raise RuntimeError("rate budget: too many concurrent writers")
 
     def _took(self, read_at: float, others: int, senders: int, listed: bool, held: float,
-              quiet_since: float) -> None:
+              quiet_since: float, changed: bool) -> None:
         """What a read (and the write after it, if any) told: others' senders, ours as listed
-        now, the latest throttle window, and since when nobody else sent."""
+        now, the latest throttle window, and since when nobody else sent (`changed`: the
+        blob was written by another process since this one's last write)."""
         with self._changed:
             self._hold_until = max(self._hold_until, held)
             if others:
                 self._alone_since = None
-            elif self._alone_since is None:  # later writes are this process's own
+            elif changed or self._alone_since is None:
                 self._alone_since = quiet_since
             if not listed:  # others have not counted us: what we list counts for us after SETTLE_S
                 self._listed.clear()
@@ -255,8 +264,9 @@ class RateBudget:
             self._others, self._read_at = others, read_at
 
     def _read(self) -> tuple[dict[str, Any], str | None, float]:
-        """The document, its ETag, and when it was last written (wall clock; rounded up, as
-        storage gives whole seconds), or minus infinity if there is none."""
+        """The document, its ETag, and when it was last written (minus infinity if there is
+        none): as its writer wrote it (hosts' clocks are trusted to agree within a second or
+        so, as the entries' `seen` are), else by storage, rounded up to its whole seconds."""
         try:
             download = self._blob.download_blob()
         except ResourceNotFoundError as missing:
@@ -266,21 +276,25 @@ class RateBudget:
             document = json.loads(download.readall())
         except ValueError:  # not ours to keep: rewritten whole
             document = {}
-        modified = download.properties.last_modified
-        written = modified.timestamp() + 1.0 if modified is not None else self._wall_clock()
-        return (document if isinstance(document, dict) else {}), download.properties.etag, written
+        document = document if isinstance(document, dict) else {}
+        written = document.get("written_at")
+        if not isinstance(written, (int, float)) or isinstance(written, bool):
+            modified = download.properties.last_modified
+            written = modified.timestamp() + 1.0 if modified is not None else self._wall_clock()
+        return document, download.properties.etag, float(written)
 
-    def _write(self, document: dict[str, Any], etag: str | None) -> None:
+    def _write(self, document: dict[str, Any], etag: str | None) -> str | None:
+        """Write `document` over the version `etag` (None: where there is none); its new ETag."""
         data = json.dumps(document, indent=1).encode("utf-8")
         if etag is None:
-            self._blob.upload_blob(data, overwrite=False)
-        else:
-            try:
-                self._blob.upload_blob(data, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified)
-            except HttpResponseError as error:
-                if error.status_code == 412:
-                    raise ResourceModifiedError(message="modified since read") from None
-                raise
+            return self._blob.upload_blob(data, overwrite=False).get("etag")
+        try:
+            return self._blob.upload_blob(data, overwrite=True, etag=etag,
+                                          match_condition=MatchConditions.IfNotModified).get("etag")
+        except HttpResponseError as error:
+            if error.status_code == 412:
+                raise ResourceModifiedError(message="modified since read") from None
+            raise
 
 
 _budgets: dict[str, RateBudget] = {}

@@ -31,9 +31,10 @@ class Budget(Protocol):
     def held_s(self) -> float:
         """Seconds left of the latest throttle window announced to any process (0: none)."""
 
-    def alone_s(self) -> float:
-        """Seconds since another process last sent to the connection, as far as this one
-        knows (0: another is listed as sending, or this one's view is not fresh)."""
+    def alone_s(self) -> float | None:
+        """Seconds since another process may last have sent to the connection, as far as
+        this one knows; None while this one has no whole share (another is listed as
+        sending, or this one's view is not fresh)."""
 
 
 class Pacer:
@@ -48,29 +49,36 @@ class Pacer:
     construction), the whole limit.
 
     A vendor counts requests in a window (`DestinationSpec.rate_window_s`): Snapchat 10 in
-    any second, Omnisend 400 in any minute. A pacer alone on its connection (for a window
-    at least: `Budget.alone_s`) lets requests go as soon as they are ready while fewer than
-    the vendor's count left in the last `burst_window_s` (stretched by HEADROOM, so that a
-    request held up on its way still arrives within the window it is counted in): a run
-    needing a few requests does not wait a tenth of a second between them, and a long one
-    averages 97% of the limit. Sharing the connection, it spaces requests evenly at its
-    share of the rate instead (the processes' requests interleave; none may burst into
-    the others' window), still never more than the count in a window.
+    any second, Omnisend 400 in any minute. A pacer alone on its connection lets requests
+    go as soon as they are ready while fewer than the vendor's count left in the last
+    `burst_window_s` (stretched by HEADROOM, so that a request held up on its way still
+    arrives within the window it is counted in): a run needing a few requests does not
+    wait a tenth of a second between them, and a long one averages 97% of the limit; the
+    busiest window holds the vendor's count, never more. Alone since less than a window
+    (`Budget.alone_s`: another process sent, and may have burst), it first waits for that
+    window to pass. Sharing the connection, it spaces requests evenly at its share of the
+    rate instead (the processes' requests interleave; none may burst into the others'
+    window), still never more than the count in a window.
     """
 
     def __init__(self, limit_per_s: float, *, window_s: float = 1.0, budget: Budget | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
-        self.limit_per_s = limit_per_s
-        self.window_s = window_s
         self._budget = budget
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
         self._next = 0.0  # earliest moment the next request may leave, spaced
         self._hold_until = 0.0
-        self.burst_window_s, self._burst = burst_of(limit_per_s, window_s)
-        self._span = self.burst_window_s / HEADROOM
         self._sent: deque[float] = deque()  # when this process's requests left (or will), the last span's
+        self.configure(limit_per_s, window_s)
+
+    def configure(self, limit_per_s: float, window_s: float) -> None:
+        """The connection's limit and the vendor's window (settings changed): the requests
+        already sent still count."""
+        with self._lock:
+            self.limit_per_s, self.window_s = limit_per_s, window_s
+            self.burst_window_s, self._burst = burst_of(limit_per_s, window_s)
+            self._span = self.burst_window_s / HEADROOM
 
     def join(self) -> None:
         """A chunk activity starts sending through this pacer (its process's share may grow)."""
@@ -102,57 +110,60 @@ class Pacer:
         held = self._budget.held_s() if self._budget is not None else 0.0
         return max(held, self._hold_until - self._clock())
 
-    def _bursting(self) -> bool:
-        """Requests may go together: the vendor's count in a window allows it, and no other
-        process has sent to the connection within the window (their requests would count too)."""
-        return self._burst > 1 and (self._budget is None or self._budget.alone_s() >= self._span)
-
     def acquire(self) -> float:
         """Wait for this request's turn; returns the seconds waited."""
         wait = 0.0
-        while (rate := self.rate) <= 0:  # no share yet: others sending to the connection must make room first
-            self._sleep(SHARE_POLL_S)
-            wait += SHARE_POLL_S
-        bursting = self._bursting()
-        with self._lock:
-            now = self._clock()
-            sent = self._sent
-            while len(sent) > 1 and sent[0] <= now - self._span:
-                sent.popleft()
-            # Spaced, a slot missed by less than CATCH_UP_S is still taken: a thread woken a
-            # few ms late (the interpreter lock) does not push every later request back.
-            slot = now if bursting else max(self._next, now - CATCH_UP_S)
-            if sent:  # in order: the count below relies on it
-                slot = max(slot, sent[-1])
-            if self._burst and len(sent) >= self._burst:
-                # Never more than the vendor's count in a window, bursting or not (spaced
-                # requests may follow a burst, when another process has joined since).
-                slot = max(slot, sent[-self._burst] + self._span)
-            if (held := self._held_s()) > 0:
-                slot = max(slot, now + held)
-            self._next = slot + 1.0 / rate
-            start = max(slot, now)
-            sent.append(start)
-        wait += start - now
-        if start > now:
-            self._sleep(start - now)
-        # A throttle window may have been announced while this thread slept.
-        while (remaining := self._held_s()) > 0:
+        while True:
+            while (rate := self.rate) <= 0:  # no share yet: others sending to the connection must make room first
+                self._sleep(SHARE_POLL_S)
+                wait += SHARE_POLL_S
+            # Seconds since another process may have sent (None: one sends now, spaced).
+            quiet = math.inf if self._budget is None else self._budget.alone_s()
+            with self._lock:
+                now = self._clock()
+                sent, span = self._sent, self._span
+                while len(sent) > 1 and sent[0] <= now - span:
+                    sent.popleft()
+                # Spaced, a slot missed by less than CATCH_UP_S is still taken: a thread woken
+                # a few ms late (the interpreter lock) does not push every later request back.
+                bursting = self._burst > 1 and quiet is not None and quiet >= span
+                slot = now if bursting else max(self._next, now - CATCH_UP_S)
+                if quiet is not None and quiet < span:  # its last window's requests count still
+                    slot = max(slot, now + span - quiet)
+                if sent:  # in order: the count below relies on it
+                    slot = max(slot, sent[-1])
+                if self._burst and len(sent) >= self._burst:
+                    # Never more than the vendor's count in a window, bursting or not (spaced
+                    # requests may follow a burst, when another process has joined since).
+                    slot = max(slot, sent[-self._burst] + span)
+                if (held := self._held_s()) > 0:
+                    slot = max(slot, now + held)
+                self._next = slot + 1.0 / rate
+                start = max(slot, now)
+                sent.append(start)
+            wait += start - now
+            if start > now:
+                self._sleep(start - now)
+            if (remaining := self._held_s()) <= 0:
+                return wait
+            # A throttle window was announced while this thread slept: its turn is void (the
+            # entry stays, counted to the safe side); it waits the window out and takes another.
             self._sleep(remaining)
             wait += remaining
-        return wait
 
 
 def burst_of(limit_per_s: float, window_s: float) -> tuple[float, int]:
     """The window a pacer counts its requests in, and how many it lets go in one: the
-    shortest whole number of seconds, within the vendor's window and MAX_BURST_WINDOW_S,
-    in which the limit allows a whole number of requests (Omnisend's 400 a minute: 20 in
-    3 s). (0, 0) where there is none (a limit such as 7.3 a second): then requests are
+    shortest whole number of seconds, dividing the vendor's window and within
+    MAX_BURST_WINDOW_S, in which the limit allows a whole number of requests (Omnisend's
+    400 a minute: 20 in 3 s). (0, 0) where there is none (a limit such as 7.3 a second): then requests are
     only spaced, as a count rounded down would send fewer than the limit allows.
     """
     if not math.isfinite(limit_per_s):
         return 0.0, 0
     for seconds in range(1, int(min(window_s, MAX_BURST_WINDOW_S)) + 1):
+        if abs(window_s / seconds - round(window_s / seconds)) > 1e-9:
+            continue  # windows that do not tile the vendor's could put a burst on each side of its edge
         count = limit_per_s * seconds
         if abs(count - round(count)) < 1e-6 and round(count) >= 1:
             return float(seconds), round(count)
@@ -187,6 +198,9 @@ def pacer_for(key: str, limit_per_s: float, window_s: float = 1.0,
     """
     with _pacers_lock:
         pacer = _pacers.get(key)
-        if pacer is None or (pacer.limit_per_s, pacer.window_s) != (limit_per_s, window_s):
+        if pacer is None:
             pacer = _pacers[key] = Pacer(limit_per_s, window_s=window_s, budget=budget() if budget else None)
+        elif (pacer.limit_per_s, pacer.window_s) != (limit_per_s, window_s):
+            # Changed settings: the same pacer, so that one count of this process's requests holds.
+            pacer.configure(limit_per_s, window_s)
         return pacer

@@ -83,7 +83,8 @@ def test_an_access_token_is_refreshed_before_it_expires(build, stand_ins, monkey
 def test_the_token_grant_takes_no_turn_of_the_marketing_apis_rate_limit(build, stand_ins):
     # The grant is served by accounts.snapchat.com: the first batch leaves at once, not a slot later.
     snapchat = build("snapchat", {"audience_id": AUDIENCE_ID}, {"email": "Email"}, HEADER, name="paced")
-    snapchat.http = dataclasses.replace(snapchat.http, pacer=Pacer(2))  # a slot every ~half second
+    # A slot every ~half second, spaced: 2 a second, counted in half-second windows, has no burst.
+    snapchat.http = dataclasses.replace(snapchat.http, pacer=Pacer(2, window_s=0.5))
     grants = stand_ins.snapchat.token_grants
     send_rows(snapchat, [(Snapchat.identify("a@example.com"), [])])
     assert stand_ins.snapchat.token_grants == grants + 1

@@ -104,22 +104,48 @@ def test_processes_split_the_limit_by_senders_and_a_newcomer_waits_for_room(blob
 
 
 def test_a_process_knows_since_when_it_is_alone_so_its_pacer_bursts_only_into_a_window_nobody_else_used(blob):
-    """`alone_s`: infinite on a connection nobody used; 0 as soon as another process is
-    listed; once it left, counted from when its entry was taken out (the blob's last
-    write, rounded up to storage's whole seconds), as its requests may have gone until then."""
+    """`alone_s`: infinite on a connection nobody used; None as soon as another process is
+    listed; once it left, counted from when its entry was taken out (the blob's last write,
+    by storage's clock, rounded to the safe side), as its requests may have gone until
+    then. Its own entry taken out and written again (chunks of a run a moment apart) does
+    not count: its pacer counts its own requests."""
     first, second = _budget(blob), _budget(blob)
-    assert first.alone_s() == 0  # no share yet
+    assert first.alone_s() is None  # no share yet
     _senders(first, 1)
     _until(lambda: first.share() == 1.0)
     assert first.alone_s() == float("inf")
+    _senders(first, 0)
+    _until(lambda: first.process not in _listed(blob))
+    _senders(first, 1)  # back, nobody else having written
+    _until(lambda: first.share() == 1.0)
+    assert first.alone_s() == float("inf")
     _senders(second, 1)
-    _until(lambda: first.alone_s() == 0)
+    _until(lambda: first.alone_s() is None)
     _senders(second, 0)
     _until(lambda: second.process not in _listed(blob))
     left = time.time()
-    _until(lambda: first.alone_s() > 0)
-    assert first.alone_s() <= time.time() - left + 1.0 + 0.2
+    _until(lambda: first.alone_s() is not None and first.alone_s() > 0)
+    assert first.alone_s() <= time.time() - left + 0.2
     _until(lambda: first.alone_s() > 1.5)  # and it grows
+    _senders(first, 0)
+
+
+def test_a_process_back_after_another_sent_alone_meanwhile_counts_from_its_leaving(blob):
+    """The first process leaves; a second sends alone (bursting, maybe) and leaves; the
+    first, back at once, must not burst into that window."""
+    first, second = _budget(blob), _budget(blob)
+    _senders(first, 1)
+    _until(lambda: first.alone_s() == float("inf"))
+    _senders(first, 0)
+    _until(lambda: first.process not in _listed(blob))
+    _senders(second, 1)
+    _until(lambda: second.share() == 1.0)
+    _senders(second, 0)
+    _until(lambda: second.process not in _listed(blob))
+    left = time.time()
+    _senders(first, 1)
+    _until(lambda: first.share() == 1.0)
+    assert first.alone_s() <= time.time() - left + 0.2
     _senders(first, 0)
 
 

@@ -220,9 +220,9 @@ def _clocked(limit: float, **options) -> tuple[Pacer, list[float]]:
 
 
 def _shared(share: float = 1.0) -> _Budget:
-    """A budget as when another process sent to the connection within the window: requests are spaced."""
+    """A budget as when another process is listed as sending to the connection: requests are spaced."""
     budget = _Budget(share)
-    budget.alone = 0.0
+    budget.alone = None
     return budget
 
 
@@ -251,17 +251,19 @@ def test_no_window_of_the_vendors_ever_holds_more_requests_than_it_counts(limit,
 
     randomness = random.Random(f"{limit}-{window}-{alone}")
     budget = _Budget(1.0)
-    budget.alone = float("inf") if alone else 0.0
+    budget.alone = float("inf") if alone else None
     pacer, now = _clocked(limit, window_s=window, budget=budget)
-    sent = []
+    arrived = []
     for number in range(int(limit * window * 6)):
         if number == int(limit * window * 3):
-            budget.alone = 0.0  # another process joined: spaced from now on
+            budget.alone = None  # another process joined: spaced from now on
         # Ready half as fast again as the limit allows on average, with pauses of up to 20 turns.
         now[0] += randomness.choice([0.0] * 30 + [0.001, 0.3, 1.5, 20.0]) / limit
         pacer.acquire()
-        sent.append(now[0])
-    busiest = max(bisect.bisect_left(sent, start + window) - i for i, start in enumerate(sent))
+        # Each on its way for up to 2% of a second: the vendor counts arrivals.
+        arrived.append(now[0] + randomness.uniform(0, 0.02))
+    arrived.sort()
+    busiest = max(bisect.bisect_left(arrived, start + window) - i for i, start in enumerate(arrived))
     assert busiest <= limit * window + 1e-9
 
 
@@ -270,6 +272,7 @@ def test_no_window_of_the_vendors_ever_holds_more_requests_than_it_counts(limit,
     (1000, 3.0, (1.0, 1000)),  # Braze: 3,000 per 3 s, counted a second at a time
     (400 / 60, 60.0, (3.0, 20)),  # Omnisend: 400 a minute, whole in 3 s
     (7.3, 1.0, (0.0, 0)),  # no whole count within 3 s: spaced only
+    (2.5, 3.0, (0.0, 0)),  # 5 in 2 s, but 2 s windows do not tile Braze's 3: a burst each side of its edge
     (0.5, 1.0, (0.0, 0)),  # not even one request in the vendor's window of a second
     (float("inf"), 1.0, (0.0, 0)),
 ])
@@ -286,14 +289,34 @@ def test_sharing_the_connection_the_pacer_spaces_requests_at_its_rate():
     assert now[0] == pytest.approx(2.0 / HEADROOM)  # under the limit
 
 
-def test_a_pacer_alone_for_less_than_a_window_spaces_its_requests():
-    """Another process's requests of the last window count at the vendor too."""
+def test_a_pacer_alone_since_less_than_a_window_first_lets_the_others_window_pass():
+    """Another process that left half a second ago may have sent its window's count just
+    before: they count at the vendor until that window has passed."""
     budget = _Budget(1.0)
-    budget.alone = 0.5  # the last other sender left half a second ago
+    budget.alone = 0.5
     pacer, now = _clocked(10, budget=budget)
     pacer.acquire()
-    pacer.acquire()
-    assert now[0] == pytest.approx(1 / (10 * HEADROOM))
+    assert now[0] == pytest.approx(1.0 / HEADROOM - 0.5)
+
+
+def test_a_request_whose_turn_a_throttle_window_voided_is_counted_when_it_leaves():
+    """A 429's window announced while a sender slept to its turn: it leaves at the window's
+    end, counted then, so the requests ready then do not make a burst of one too many."""
+    now, sent = [0.0], []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        if not pacer._hold_until:
+            pacer.hold(2.0)  # told while this first sleep lasted
+
+    pacer = Pacer(10, clock=lambda: now[0], sleep=sleep)
+    for _ in range(10):
+        pacer.acquire()  # a burst at 0: no sleep
+    for _ in range(11):  # the first sleeps to 1.03 s, is held until 3.03, then 10 more come
+        pacer.acquire()
+        sent.append(now[0])
+    at_the_windows_end = [t for t in sent if t == pytest.approx(sent[0])]
+    assert sent[0] == pytest.approx(1.0 / HEADROOM + 2.0) and len(at_the_windows_end) == 10
 
 
 def test_a_request_a_little_late_keeps_its_slot_and_does_not_push_the_next_ones_back():
@@ -333,7 +356,7 @@ class _Budget:
 
     def __init__(self, share: float):
         self.part, self.senders = share, 0
-        self.alone = float("inf")  # seconds since another process sent to the connection
+        self.alone: float | None = float("inf")  # seconds since another process sent (None: one sends)
         self.announced: list[float] = []  # throttle windows this process told the others
         self.others_hold: Callable[[], float] = lambda: 0.0  # seconds left of one another process announced
 
@@ -352,8 +375,8 @@ class _Budget:
     def share(self) -> float:
         return self.part
 
-    def alone_s(self) -> float:
-        return self.alone
+    def alone_s(self) -> float | None:
+        return self.alone if self.part == 1.0 else None
 
 
 def test_a_pacer_sends_at_its_process_share_of_the_limit_and_tells_the_budget_its_senders():
