@@ -51,8 +51,8 @@ class Pacer:
     A vendor counts requests in a window (`DestinationSpec.rate_window_s`): Snapchat 10 in
     any second, Omnisend 400 in any minute. A pacer alone on its connection lets requests
     go as soon as they are ready while fewer than the vendor's count left in the last
-    `burst_window_s` (stretched by HEADROOM, so that a request held up on its way still
-    arrives within the window it is counted in): a run needing a few requests does not
+    window `burst_of` chooses (stretched by HEADROOM, so that a request held up on its way
+    still arrives within the window it is counted in): a run needing a few requests does not
     wait a tenth of a second between them, and a long one averages 97% of the limit; the
     busiest window holds the vendor's count, never more. Alone since less than a window
     (`Budget.alone_s`: another process sent, and may have burst), it first waits for that
@@ -77,8 +77,8 @@ class Pacer:
         already sent still count."""
         with self._lock:
             self.limit_per_s, self.window_s = limit_per_s, window_s
-            self.burst_window_s, self._burst = burst_of(limit_per_s, window_s)
-            self._span = self.burst_window_s / HEADROOM
+            seconds, self._burst = burst_of(limit_per_s, window_s)
+            self._span = seconds / HEADROOM  # the window this process's requests are counted in
 
     def join(self) -> None:
         """A chunk activity starts sending through this pacer (its process's share may grow)."""
@@ -156,8 +156,9 @@ def burst_of(limit_per_s: float, window_s: float) -> tuple[float, int]:
     """The window a pacer counts its requests in, and how many it lets go in one: the
     shortest whole number of seconds, dividing the vendor's window and within
     MAX_BURST_WINDOW_S, in which the limit allows a whole number of requests (Omnisend's
-    400 a minute: 20 in 3 s). (0, 0) where there is none (a limit such as 7.3 a second): then requests are
-    only spaced, as a count rounded down would send fewer than the limit allows.
+    400 a minute: 20 in 3 s). (0, 0) where there is none (a limit such as 7.3 a second):
+    then requests are only spaced, as a count rounded down would send fewer than the
+    limit allows.
     """
     if not math.isfinite(limit_per_s):
         return 0.0, 0

@@ -344,8 +344,7 @@ def test_time_the_senders_left_unused_is_not_made_up_in_a_burst_when_spaced():
 
 
 def test_a_throttle_window_holds_every_sender_of_the_pacer():
-    now = [0.0]
-    pacer = Pacer(1000, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    pacer, now = _clocked(1000)
     pacer.hold(5)
     pacer.acquire()
     assert now[0] >= 5
@@ -408,9 +407,8 @@ def test_a_pacer_without_a_share_waits_until_it_has_one():
 
 
 def test_a_throttle_window_is_told_to_the_budget_and_one_told_by_another_process_holds_this_one():
-    now = [0.0]
     budget = _Budget(1.0)
-    pacer = Pacer(10, budget=budget, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    pacer, now = _clocked(10, budget=budget)
     pacer.hold(3)
     assert budget.announced == [3]  # the other processes learn it from the budget
     assert pacer.acquire() == pytest.approx(3)
